@@ -1,0 +1,77 @@
+"""Entry point of `avatar-platform`. Commands parse flags, build a config, call the library, report.
+
+No torch/ray import and no environment lookup happen at import time, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from avatar_platform import __version__
+from avatar_platform.cli import dataset as dataset_cli
+from avatar_platform.cli import generate as generate_cli
+from avatar_platform.core.errors import AvatarPlatformError
+
+app = typer.Typer(
+    name="avatar-platform",
+    help="StyleAvatar3D on Ray: generate multi-view avatar data, train, register and serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command(name="generate")(generate_cli.generate)
+app.command(name="styles")(generate_cli.styles)
+app.add_typer(dataset_cli.app, name="dataset")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"avatar-platform {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """StyleAvatar3D on Ray."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; a user error is one line on stderr and exit code 2."""
+    try:
+        app(args=argv, prog_name="avatar-platform", standalone_mode=False)
+    except AvatarPlatformError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished parts are kept; re-run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.Abort:
+        return 1
+    except Exception as err:  # click's usage errors carry their own exit code
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            return err.exit_code
+        raise
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

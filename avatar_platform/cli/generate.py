@@ -1,0 +1,158 @@
+"""`avatar-platform generate`: a multi-view avatar dataset on Ray Data; `avatar-platform styles`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from avatar_platform.cli.common import PRESET_HELP, echo_err, parse_choice_list
+
+BACKEND_PANEL = "controlnet backend"
+
+
+def generate(
+    preset: str = typer.Option("demo", help=PRESET_HELP),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML file overriding the preset (section 'generate')"
+    ),
+    backend: str | None = typer.Option(None, help="procedural (offline, default) or controlnet"),
+    num_images: int | None = typer.Option(None, help="images in the dataset"),
+    styles: str | None = typer.Option(
+        None, help="comma-separated style names (see `avatar-platform styles`) or 'all'"
+    ),
+    views_per_avatar: int | None = typer.Option(None, help="cameras per avatar template"),
+    resolution: int | None = typer.Option(None, help="image side in pixels (multiple of 8)"),
+    seed: int | None = typer.Option(None, help="seed of the whole plan"),
+    workers: int | None = typer.Option(None, help="image-generation actors (GPUs on a cluster)"),
+    out: Path | None = typer.Option(
+        None, help="output folder (default: $AVATAR_HOME/datasets/<preset>-<backend>-<hash>)"
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="join this Ray cluster (or set RAY_ADDRESS); default: local Ray"
+    ),
+    pose_noise: float | None = typer.Option(
+        None, help="procedural: share of side/back images rendered at a perturbed yaw"
+    ),
+    template_mesh: Path | None = typer.Option(
+        None, help="a GLB/OBJ/PLY bust used for every avatar (with <mesh>.landmarks.json)"
+    ),
+    template_landmarks: Path | None = typer.Option(None, help="landmarks JSON of --template-mesh"),
+    sd_model: str | None = typer.Option(
+        None, help="Stable Diffusion 1.5: hub id or folder", rich_help_panel=BACKEND_PANEL
+    ),
+    openpose_controlnet: str | None = typer.Option(
+        None, help="OpenPose ControlNet: hub id or folder", rich_help_panel=BACKEND_PANEL
+    ),
+    depth_controlnet: str | None = typer.Option(
+        None, help="depth ControlNet: hub id or folder", rich_help_panel=BACKEND_PANEL
+    ),
+    guidance: str | None = typer.Option(
+        None, help="openpose | depth | hybrid (both)", rich_help_panel=BACKEND_PANEL
+    ),
+    steps: int | None = typer.Option(None, help="denoising steps", rich_help_panel=BACKEND_PANEL),
+    guidance_scale: float | None = typer.Option(
+        None, help="classifier-free guidance scale", rich_help_panel=BACKEND_PANEL
+    ),
+    scheduler: str | None = typer.Option(
+        None, help="unipc | dpm-solver++ | ddim", rich_help_panel=BACKEND_PANEL
+    ),
+    batch_size: int | None = typer.Option(
+        None, help="prompts per pipeline call", rich_help_panel=BACKEND_PANEL
+    ),
+    preview: bool = typer.Option(True, help="write preview.png (styles × views) when done"),
+    track: bool = typer.Option(True, help="record the run in MLflow"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and exit"),
+) -> None:
+    """Generate a multi-view avatar dataset (Parquet + dataset.json) on Ray Data."""
+    from avatar_platform.core.config import resolve_config
+    from avatar_platform.core.paths import platform_home
+    from avatar_platform.pipelines.datagen.config import GenerateConfig
+    from avatar_platform.pipelines.datagen.job import check_inputs, config_hash
+
+    overrides = {
+        "backend": backend,
+        "num_images": num_images,
+        "styles": parse_choice_list(styles),
+        "views_per_avatar": views_per_avatar,
+        "resolution": resolution,
+        "seed": seed,
+        "workers": workers,
+        "template_mesh": str(template_mesh) if template_mesh else None,
+        "template_landmarks": str(template_landmarks) if template_landmarks else None,
+        "procedural": {"pose_noise": pose_noise},
+        "controlnet": {
+            "sd_model": sd_model,
+            "openpose_controlnet": openpose_controlnet,
+            "depth_controlnet": depth_controlnet,
+            "guidance": guidance,
+            "steps": steps,
+            "guidance_scale": guidance_scale,
+            "scheduler": scheduler,
+            "batch_size": batch_size,
+        },
+    }
+    cfg = resolve_config(GenerateConfig, "generate", preset, config, overrides)
+    check_inputs(cfg)
+    if out is None:
+        out = platform_home() / "datasets" / f"{preset}-{cfg.backend}-{config_hash(cfg)[:8]}"
+    if dry_run:
+        typer.echo(json.dumps({"out": str(out), "generate": cfg.model_dump(mode="json")}, indent=2))
+        return
+
+    from avatar_platform.core.config import save_resolved
+    from avatar_platform.pipelines.datagen.card import write_preview
+    from avatar_platform.pipelines.datagen.job import run_generate
+
+    echo_err(f"generating {cfg.num_images} images ({cfg.backend}, {cfg.resolution}²) into {out}")
+    summary = run_generate(cfg, out, ray_address)
+    save_resolved(cfg, summary.out / "config.resolved.json")
+    preview_path = write_preview(summary.out) if preview else None
+    if summary.generated_now == 0:
+        echo_err(f"already complete: {summary.images} images in {summary.out}")
+    else:
+        resumed = (
+            f", {summary.resumed_from} kept from an earlier run" if summary.resumed_from else ""
+        )
+        echo_err(
+            f"done: {summary.generated_now} images in {summary.seconds:.1f} s "
+            f"({summary.images_per_second:.2f} images/s){resumed}"
+        )
+    run_id = _track(cfg, summary, preview_path) if track and summary.generated_now else None
+    typer.echo(f"dataset  {summary.out}")
+    typer.echo(f"card     {summary.out / 'dataset.json'}")
+    if preview_path:
+        typer.echo(f"preview  {preview_path}")
+    if run_id:
+        typer.echo(f"mlflow   run {run_id} (experiment 'generate')")
+    typer.echo(f"next     avatar-platform dataset info {summary.out}")
+
+
+def _track(cfg, summary, preview_path) -> str:
+    """Log the run's config, throughput and card to MLflow; returns the run id."""
+    from avatar_platform.core.tracking import configure_mlflow, flatten_params
+
+    mlflow = configure_mlflow("generate")
+    with mlflow.start_run(run_name=f"generate-{summary.out.name}") as run:
+        mlflow.log_params(flatten_params(cfg.model_dump(mode="json")))
+        mlflow.log_metrics(
+            {
+                "images": summary.images,
+                "generated_now": summary.generated_now,
+                "images_per_second": summary.images_per_second,
+            }
+        )
+        mlflow.set_tag("dataset", str(summary.out))
+        mlflow.log_artifact(str(summary.out / "dataset.json"))
+        if preview_path:
+            mlflow.log_artifact(str(preview_path))
+        return run.info.run_id
+
+
+def styles() -> None:
+    """List the style catalog (names for --styles)."""
+    from avatar_platform.pipelines.prompts.prompts import style_catalog
+
+    for style in style_catalog().values():
+        typer.echo(f"{style.name:16s} {style.prompt}")

@@ -1,0 +1,49 @@
+"""Start or join Ray: in-process local Ray by default, a cluster with `--ray-address` / `RAY_ADDRESS`."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from avatar_platform.core.errors import AvatarPlatformError
+
+
+def init_ray(address: str | None = None, min_cpus: int = 0) -> str:
+    """Make sure this process is connected to Ray and return where (`local` or the address).
+
+    Re-uses an existing connection (tests start one Ray per session). A local Ray gets at least
+    `min_cpus` logical CPUs: an actor pool that claims every core would starve the read tasks
+    (observed as a hang on 2-core machines), so logical CPUs may exceed physical cores.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return "existing"
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    if address:
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise AvatarPlatformError(
+                f"cannot connect to the Ray cluster at '{address}' ({str(err).splitlines()[0]})",
+                expected="the address of a running Ray head, e.g. ray://host:10001 or host:6379",
+                fix="start the cluster, correct --ray-address, or unset RAY_ADDRESS for local Ray",
+            ) from None
+        return address
+    num_cpus = max(os.cpu_count() or 1, min_cpus)
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
+    return "local"
+
+
+def cuda_available() -> bool:
+    """Whether the driver sees a CUDA device (workers on a cluster are asked through resources)."""
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,160 @@
+"""The dataset card (`dataset.json`), `dataset info` and `dataset preview` (a contact sheet PNG)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from avatar_platform import __version__
+from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.core.paths import atomic_write_bytes
+from avatar_platform.pipelines.poses.view_bins import COARSE_VIEW_NAMES
+
+CARD_FORMAT_VERSION = 1
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_card(out: Path, config, config_hash: str, part_names: list[str], backend: dict) -> dict:
+    """Count, hash and describe the parts, then write `dataset.json` atomically (the last step)."""
+    data_dir = out / "data"
+    styles: Counter = Counter()
+    views: Counter = Counter()
+    shards = []
+    for name in part_names:
+        table = pq.read_table(data_dir / name, columns=["style", "view_bin"])
+        styles.update(table["style"].to_pylist())
+        views.update(COARSE_VIEW_NAMES[v] for v in table["view_bin"].to_pylist())
+        shards.append({"file": f"data/{name}", "rows": table.num_rows,
+                       "sha256": _sha256(data_dir / name)})  # fmt: skip
+    card = {
+        "format_version": CARD_FORMAT_VERSION,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "avatar_platform_version": __version__,
+        "num_images": sum(s["rows"] for s in shards),
+        "resolution": config.resolution,
+        "backend": backend,
+        "counts": {
+            "style": dict(sorted(styles.items())),
+            "view_bin": {name: views.get(name, 0) for name in COARSE_VIEW_NAMES},
+        },
+        "shards": shards,
+        "config_hash": config_hash,
+        "config": config.model_dump(mode="json"),
+    }
+    atomic_write_bytes(out / "dataset.json", (json.dumps(card, indent=2) + "\n").encode())
+    return card
+
+
+def read_card(folder: Path) -> dict:
+    """The card of a complete dataset, or one error saying what the folder is instead."""
+    folder = Path(folder)
+    card_path = folder / "dataset.json"
+    if not folder.is_dir():
+        raise AvatarPlatformError(
+            f"dataset folder '{folder}' does not exist", fix="pass the --out of a generate run"
+        )
+    if not card_path.is_file():
+        hint = (
+            "it is an unfinished run: re-run the same generate command to finish it"
+            if (folder / "_work").is_dir()
+            else "pass the folder that `avatar-platform generate` wrote"
+        )
+        raise AvatarPlatformError(
+            f"'{folder}' is not a complete dataset (no dataset.json)", fix=hint
+        )
+    try:
+        return json.loads(card_path.read_text())
+    except json.JSONDecodeError as err:
+        raise AvatarPlatformError(f"'{card_path}' is not valid JSON ({err})") from None
+
+
+def verify_shards(folder: Path, card: dict) -> list[str]:
+    """Shards whose content no longer matches the card's hash."""
+    return [s["file"] for s in card["shards"] if _sha256(Path(folder) / s["file"]) != s["sha256"]]
+
+
+def format_card(folder: Path, card: dict) -> str:
+    """A human-readable summary of the card."""
+    backend = card["backend"]
+    lines = [
+        f"dataset      {Path(folder).resolve()}",
+        f"images       {card['num_images']} at {card['resolution']}x{card['resolution']}",
+        f"backend      {backend.get('backend')} "
+        + json.dumps({k: v for k, v in backend.items() if k != "backend"}),
+        f"shards       {len(card['shards'])} Parquet files",
+        f"created      {card['created']} (avatar-platform {card['avatar_platform_version']})",
+        "view bins    "
+        + ", ".join(f"{name} {count}" for name, count in card["counts"]["view_bin"].items()),
+        f"styles       {len(card['counts']['style'])}: "
+        + ", ".join(f"{name} {count}" for name, count in card["counts"]["style"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def contact_sheet(folder: Path, max_styles: int = 12, cell: int = 128) -> np.ndarray:
+    """(H, W, 3) uint8 grid: one row per style, one column per view bin (front, left, back,
+    right), each cell an image of that style and view; a grey cell where none exists."""
+    from PIL import Image, ImageDraw
+
+    card = read_card(folder)
+    styles = list(card["counts"]["style"])[:max_styles]
+    wanted = {(s, v) for s in styles for v in range(len(COARSE_VIEW_NAMES))}
+    found: dict[tuple[str, int], bytes] = {}
+    for shard in card["shards"]:
+        table = pq.read_table(Path(folder) / shard["file"], columns=["style", "view_bin", "image"])
+        for style, view, image in zip(
+            table["style"].to_pylist(),
+            table["view_bin"].to_pylist(),
+            table["image"].to_pylist(),
+            strict=True,
+        ):
+            if (style, view) in wanted and (style, view) not in found:
+                found[(style, view)] = image
+        if len(found) == len(wanted):
+            break
+    label_w, header_h = 150, 24
+    sheet = Image.new(
+        "RGB",
+        (label_w + cell * len(COARSE_VIEW_NAMES), header_h + cell * len(styles)),
+        (255, 255, 255),
+    )
+    draw = ImageDraw.Draw(sheet)
+    for col, name in enumerate(COARSE_VIEW_NAMES):
+        draw.text((label_w + col * cell + 4, 6), name, fill=(0, 0, 0))
+    for row, style in enumerate(styles):
+        y = header_h + row * cell
+        draw.text((4, y + cell // 2 - 6), style, fill=(0, 0, 0))
+        for col in range(len(COARSE_VIEW_NAMES)):
+            x = label_w + col * cell
+            data = found.get((style, col))
+            if data is None:
+                draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(200, 200, 200))
+                continue
+            tile = Image.open(io.BytesIO(data)).convert("RGB").resize((cell, cell))
+            sheet.paste(tile, (x, y))
+    return np.asarray(sheet)
+
+
+def write_preview(folder: Path, out: Path | None = None, max_styles: int = 12) -> Path:
+    """Write the contact sheet PNG (default: `<dataset>/preview.png`) and return its path."""
+    from PIL import Image
+
+    out = Path(out) if out else Path(folder) / "preview.png"
+    buffer = io.BytesIO()
+    Image.fromarray(contact_sheet(folder, max_styles)).save(buffer, format="PNG")
+    atomic_write_bytes(out, buffer.getvalue())
+    return out

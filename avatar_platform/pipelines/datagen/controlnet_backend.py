@@ -1,0 +1,231 @@
+"""Stable Diffusion 1.5 + ControlNet (OpenPose, depth or both at once = hybrid guidance).
+
+Base model and ControlNets come from a hub id or a local folder; nothing is downloaded when the hub
+is offline (`HF_HUB_OFFLINE=1`): a missing model is one clear error. fp16 + channels_last on CUDA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from avatar_platform.core.config import StrictConfig
+from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.pipelines.datagen.backend import ImageRequest
+
+
+class ControlNetBackendConfig(StrictConfig):
+    """The diffusion backend: models, guidance and sampler."""
+
+    sd_model: str = Field(
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        description="Stable Diffusion 1.5 pipeline: hub id or local folder",
+    )
+    openpose_controlnet: str = Field(
+        "lllyasviel/control_v11p_sd15_openpose", description="OpenPose ControlNet: hub id or folder"
+    )
+    depth_controlnet: str = Field(
+        "lllyasviel/control_v11f1p_sd15_depth", description="depth ControlNet: hub id or folder"
+    )
+    guidance: Literal["openpose", "depth", "hybrid"] = Field(
+        "hybrid", description="which ControlNets guide the image (hybrid = both)"
+    )
+    steps: int = Field(20, ge=1, le=1000, description="denoising steps")
+    guidance_scale: float = Field(7.5, ge=0.0, description="classifier-free guidance scale")
+    conditioning_scale: float = Field(1.0, ge=0.0, description="weight of each ControlNet")
+    scheduler: Literal["unipc", "dpm-solver++", "ddim"] = Field("unipc", description="sampler")
+    batch_size: int = Field(4, ge=1, description="prompts per pipeline call")
+    dtype: Literal["auto", "float16", "float32"] = Field(
+        "auto", description="weights dtype; auto = float16 on CUDA, float32 on CPU"
+    )
+    lora: str | None = Field(None, description="LoRA weights folder or file (diffusers format)")
+    lora_scale: float = Field(1.0, description="strength of the LoRA")
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or source.count("/") != 1
+
+
+def model_source(source: str, what: str) -> str:
+    """A local folder as an absolute path, or a hub id; a path that does not exist is an error."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    if _looks_like_path(source):
+        raise AvatarPlatformError(
+            f"the {what} '{source}' does not exist",
+            expected="a local model folder or a hub id like 'org/name'",
+            fix=f"check the path given for the {what}",
+        )
+    return source
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def _load(loader, source: str, what: str, **kwargs):
+    try:
+        return loader(source, local_files_only=_offline() or None, **kwargs)
+    except (OSError, ValueError) as err:
+        where = (
+            "the hub is offline (HF_HUB_OFFLINE=1)" if _offline() else "the hub could not serve it"
+        )
+        raise AvatarPlatformError(
+            f"cannot load the {what} '{source}': it is not a complete local folder and {where} "
+            f"({str(err).splitlines()[0][:160]})",
+            expected="a local diffusers folder, or a hub id that is cached or reachable",
+            fix="download the weights once (huggingface-cli download ...) and pass the folder",
+        ) from None
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, or of a folder's files in name order."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(file.name.encode())
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_sources(config: ControlNetBackendConfig) -> dict[str, str]:
+    """The models the config selects, as local paths or hub ids (missing paths raise)."""
+    sources = {"sd_model": model_source(config.sd_model, "Stable Diffusion model")}
+    if config.guidance in ("openpose", "hybrid"):
+        sources["openpose_controlnet"] = model_source(
+            config.openpose_controlnet, "OpenPose ControlNet"
+        )
+    if config.guidance in ("depth", "hybrid"):
+        sources["depth_controlnet"] = model_source(config.depth_controlnet, "depth ControlNet")
+    return sources
+
+
+def controlnet_identity(config: ControlNetBackendConfig) -> dict:
+    """The backend's models and settings for the dataset card, without loading any weights."""
+    out = {
+        "backend": "controlnet",
+        "guidance": config.guidance,
+        "scheduler": config.scheduler,
+        "steps": config.steps,
+        "guidance_scale": config.guidance_scale,
+        "models": model_sources(config),
+    }
+    if config.lora:
+        lora = model_source(config.lora, "LoRA weights")
+        out["lora"] = {"path": lora, "sha256": file_digest(lora), "scale": config.lora_scale}
+    return out
+
+
+class ControlNetBackend:
+    """diffusers `StableDiffusionControlNetPipeline` with one or two ControlNets."""
+
+    name = "controlnet"
+
+    def __init__(self, config: ControlNetBackendConfig, device: str | None = None):
+        import torch
+        from diffusers import (
+            ControlNetModel,
+            DDIMScheduler,
+            DPMSolverMultistepScheduler,
+            MultiControlNetModel,
+            StableDiffusionControlNetPipeline,
+            UniPCMultistepScheduler,
+        )
+
+        self.config = config
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        use_fp16 = config.dtype == "float16" or (config.dtype == "auto" and self.device != "cpu")
+        self.dtype = torch.float16 if use_fp16 else torch.float32
+        self.sources = model_sources(config)
+        controlnets = [
+            _load(ControlNetModel.from_pretrained, src, key.replace("_", " "), dtype=self.dtype)
+            for key, src in self.sources.items()
+            if key.endswith("controlnet")
+        ]
+        controlnet = MultiControlNetModel(controlnets) if len(controlnets) > 1 else controlnets[0]
+        pipe = _load(
+            StableDiffusionControlNetPipeline.from_pretrained,
+            self.sources["sd_model"],
+            "Stable Diffusion model",
+            controlnet=controlnet,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            dtype=self.dtype,
+        )
+        scheduler_cls = {
+            "unipc": UniPCMultistepScheduler,
+            "dpm-solver++": DPMSolverMultistepScheduler,
+            "ddim": DDIMScheduler,
+        }[config.scheduler]
+        extra = {"algorithm_type": "dpmsolver++"} if config.scheduler == "dpm-solver++" else {}
+        pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config, **extra)
+        if config.lora:
+            lora = model_source(config.lora, "LoRA weights")
+            try:
+                pipe.load_lora_weights(lora, adapter_name="character")
+            except (OSError, ValueError, KeyError) as err:
+                raise AvatarPlatformError(
+                    f"cannot load the LoRA weights '{config.lora}' ({err})",
+                    expected="a diffusers-format LoRA (pytorch_lora_weights.safetensors)",
+                ) from None
+            pipe.set_adapters(["character"], adapter_weights=[config.lora_scale])
+        pipe = pipe.to(self.device)
+        if self.device.startswith("cuda"):
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.controlnet.to(memory_format=torch.channels_last)
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe
+        self.num_controlnets = len(controlnets)
+
+    def _condition_images(self, requests: list[ImageRequest]):
+        """One image per request for one ControlNet; [openpose, depth] per request for two."""
+        from PIL import Image
+
+        per_request = []
+        for r in requests:
+            images = []
+            if "openpose_controlnet" in self.sources:
+                images.append(Image.fromarray(r.openpose))
+            if "depth_controlnet" in self.sources:
+                images.append(Image.fromarray(r.depth))
+            per_request.append(images if self.num_controlnets > 1 else images[0])
+        return per_request
+
+    def generate(self, requests: list[ImageRequest], resolution: int) -> list[np.ndarray]:
+        import torch
+
+        images: list[np.ndarray] = []
+        scale = self.config.conditioning_scale
+        for start in range(0, len(requests), self.config.batch_size):
+            chunk = requests[start : start + self.config.batch_size]
+            generators = [torch.Generator("cpu").manual_seed(int(r.seed)) for r in chunk]
+            with torch.inference_mode():
+                out = self.pipe(
+                    prompt=[r.prompt for r in chunk],
+                    negative_prompt=[r.negative_prompt for r in chunk],
+                    image=self._condition_images(chunk),
+                    height=resolution,
+                    width=resolution,
+                    num_inference_steps=self.config.steps,
+                    guidance_scale=self.config.guidance_scale,
+                    controlnet_conditioning_scale=[scale] * self.num_controlnets
+                    if self.num_controlnets > 1
+                    else scale,
+                    generator=generators,
+                    output_type="np",
+                )
+            images += [(np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8) for img in out.images]
+        return images
+
+    def identity(self) -> dict:
+        return {**controlnet_identity(self.config), "dtype": str(self.dtype).replace("torch.", "")}

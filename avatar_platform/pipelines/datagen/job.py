@@ -1,0 +1,249 @@
+"""`avatar-platform generate`: plan → Ray Data pipeline → Parquet parts → dataset.json (last).
+
+Exactly-once resume: the spec is planned deterministically and written first; each part file is
+written atomically and named by the rows it holds; a re-run reads which sample_ids sit in complete
+parts and generates only the rest. `dataset.json` is written last, so a folder without it is never
+mistaken for a complete dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.core.paths import atomic_write_bytes, ensure_writable_dir
+from avatar_platform.core.progress import progress_bar
+from avatar_platform.pipelines.datagen.card import write_card
+from avatar_platform.pipelines.datagen.config import GenerateConfig
+from avatar_platform.pipelines.datagen.spec import plan
+from avatar_platform.pipelines.datagen.stages import (
+    ImageGenerator,
+    completed_parts,
+    make_backend,
+    pid_alive,
+    render_condition_batch,
+    write_part,
+)
+
+WORK_DIR = "_work"
+DATA_DIR = "data"
+
+
+@dataclass
+class GenerateSummary:
+    out: Path
+    images: int
+    generated_now: int
+    seconds: float
+    resumed_from: int
+
+    @property
+    def images_per_second(self) -> float:
+        return self.generated_now / max(self.seconds, 1e-9)
+
+
+def config_hash(config: GenerateConfig) -> str:
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+
+
+def check_inputs(config: GenerateConfig) -> None:
+    """Fail before any work on what can be known up front (styles, template, model paths)."""
+    from avatar_platform.pipelines.datagen.controlnet_backend import controlnet_identity
+    from avatar_platform.pipelines.poses.template import load_user_template
+    from avatar_platform.pipelines.prompts.prompts import resolve_styles
+
+    resolve_styles(config.styles)
+    if config.template_mesh:
+        load_user_template(config.template_mesh, config.template_landmarks)
+    if config.backend == "controlnet":
+        controlnet_identity(config.controlnet)  # raises for paths that do not exist
+
+
+class _OutputLock:
+    """One driver per output folder; a lock left by a killed driver is taken over."""
+
+    def __init__(self, work: Path):
+        self.path = work / "lock"
+
+    def __enter__(self):
+        if self.path.exists():
+            try:
+                pid = int(self.path.read_text().strip() or 0)
+            except ValueError:
+                pid = 0
+            if pid and pid != os.getpid() and pid_alive(pid):
+                raise AvatarPlatformError(
+                    f"another generate (pid {pid}) is writing to '{self.path.parent.parent}'",
+                    fix="wait for it, stop it, or choose another --out",
+                )
+        self.path.write_text(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _prepare(config: GenerateConfig, out: Path) -> tuple[pa.Table, Path]:
+    """Write or re-read the job spec; refuse to mix two configs in one folder."""
+    work = out / WORK_DIR
+    job_file, spec_file = work / "job.json", work / "spec.parquet"
+    digest = config_hash(config)
+    if job_file.exists() and spec_file.exists():
+        previous = json.loads(job_file.read_text())
+        if previous.get("config_hash") != digest:
+            raise AvatarPlatformError(
+                f"'{out}' holds an unfinished dataset made with another config",
+                expected="the same flags and config as the interrupted run, to resume it",
+                fix="re-run the original command, or choose another --out (or delete the folder)",
+            )
+        return pq.read_table(spec_file), work
+    work.mkdir(parents=True, exist_ok=True)
+    spec = plan(config)
+    sink = pa.BufferOutputStream()
+    pq.write_table(spec, sink)
+    atomic_write_bytes(spec_file, sink.getvalue().to_pybytes())
+    job = {"config_hash": digest, "config": config.model_dump(mode="json")}
+    atomic_write_bytes(job_file, json.dumps(job, indent=2).encode())
+    return spec, work
+
+
+def _resources(config: GenerateConfig) -> dict:
+    """Ray resources of one image actor: a GPU where the cluster has them and the backend uses
+    them, else a CPU."""
+    import ray
+
+    if config.backend == "controlnet" and ray.cluster_resources().get("GPU", 0) > 0:
+        return {"num_gpus": config.gpus_per_worker, "num_cpus": 1}
+    return {"num_cpus": 1}
+
+
+def run_pipeline(config: GenerateConfig, remaining: pa.Table, data_dir: Path, progress) -> None:
+    """The Ray Data pipeline over the rows still to make."""
+    import ray
+    from ray.data import ActorPoolStrategy, DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    config_json = config.model_dump_json()
+    step = config.render_batch_size
+    blocks = [remaining.slice(i, step) for i in range(0, remaining.num_rows, step)]
+    cores = os.cpu_count() or 1
+    ds = (
+        ray.data.from_arrow(blocks)
+        .map_batches(
+            render_condition_batch,
+            fn_kwargs={"config_json": config_json},
+            batch_size=step,
+            num_cpus=1,
+        )
+        .map_batches(
+            ImageGenerator,
+            fn_constructor_kwargs={
+                "config_json": config_json,
+                "cpu_threads": max(cores // config.workers, 1),
+            },
+            batch_size=config.controlnet.batch_size if config.backend == "controlnet" else step,
+            compute=ActorPoolStrategy(size=config.workers),
+            **_resources(config),
+        )
+        .map_batches(
+            write_part,
+            fn_kwargs={"data_dir": str(data_dir), "config_json": config_json},
+            batch_size=config.shard_size,
+            num_cpus=0.5,
+        )
+    )
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        progress.advance(len(batch["sample_id"]))
+
+
+def _deduplicate(data_dir: Path, parts: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Drop rows that a second part repeats (a task of a killed driver finishing late).
+
+    Backends are deterministic per seed, so the repeated rows are the same images; the newer
+    file is rewritten without them.
+    """
+    seen: set[str] = set()
+    for name in sorted(parts, key=lambda n: (data_dir / n).stat().st_mtime):
+        ids = parts[name]
+        if not seen.intersection(ids):
+            seen.update(ids)
+            continue
+        table = pq.read_table(data_dir / name)
+        keep = pc.invert(pc.is_in(table["sample_id"], pa.array(sorted(seen), pa.string())))
+        table = table.filter(keep)
+        if table.num_rows == 0:
+            (data_dir / name).unlink()
+            del parts[name]
+            continue
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        atomic_write_bytes(data_dir / name, sink.getvalue().to_pybytes())
+        parts[name] = table["sample_id"].to_pylist()
+        seen.update(parts[name])
+    return parts
+
+
+def run_generate(
+    config: GenerateConfig, out: Path, ray_address: str | None = None
+) -> GenerateSummary:
+    """Generate (or finish) the dataset of `config` in `out`."""
+    check_inputs(config)
+    out = ensure_writable_dir(out)
+    card = out / "dataset.json"
+    if card.exists():
+        existing = json.loads(card.read_text())
+        if existing.get("config_hash") == config_hash(config):
+            return GenerateSummary(out, existing["num_images"], 0, 0.0, existing["num_images"])
+        raise AvatarPlatformError(
+            f"'{out}' already holds a complete dataset made with another config",
+            fix="choose another --out, or delete the folder to regenerate",
+        )
+    spec, work = _prepare(config, out)
+    data_dir = out / DATA_DIR
+    data_dir.mkdir(exist_ok=True)
+    with _OutputLock(work):
+        done = {sid for ids in completed_parts(data_dir).values() for sid in ids}
+        remaining = spec.filter(
+            pc.invert(pc.is_in(spec["sample_id"], pa.array(sorted(done), pa.string())))
+        )
+        start = time.perf_counter()
+        if remaining.num_rows:
+            from avatar_platform.core.ray_runtime import init_ray
+
+            init_ray(ray_address, min_cpus=config.workers + 2)
+            with progress_bar("generating", spec.num_rows, completed=len(done)) as bar:
+                run_pipeline(config, remaining, data_dir, bar)
+        seconds = time.perf_counter() - start
+        parts = _deduplicate(data_dir, completed_parts(data_dir))
+        produced = {sid for ids in parts.values() for sid in ids}
+        planned = set(spec["sample_id"].to_pylist())
+        if produced != planned:
+            missing = len(planned - produced)
+            raise AvatarPlatformError(
+                f"the dataset in '{out}' is incomplete ({missing} of {len(planned)} images missing)",
+                fix="re-run the same command to generate the missing images",
+            )
+        write_card(out, config, config_hash(config), sorted(parts), make_backend_identity(config))
+        shutil.rmtree(work, ignore_errors=True)
+    return GenerateSummary(out, spec.num_rows, remaining.num_rows, seconds, len(done))
+
+
+def make_backend_identity(config: GenerateConfig) -> dict:
+    """What made the images, for the card (for controlnet without loading the weights)."""
+    if config.backend == "procedural":
+        return make_backend(config).identity()
+    from avatar_platform.pipelines.datagen.controlnet_backend import controlnet_identity
+
+    return controlnet_identity(config.controlnet)

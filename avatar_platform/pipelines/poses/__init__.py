@@ -1,0 +1,1 @@
+"""Cameras, view bins, avatar templates and the ControlNet conditioning renders (OpenPose, depth)."""

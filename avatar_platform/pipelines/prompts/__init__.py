@@ -1,0 +1,1 @@
+"""The style catalog (styles.yaml), the attribute catalog (attributes.yaml) and the prompt rules."""
