@@ -62,6 +62,19 @@ def model_source(source: str, what: str) -> str:
             expected="a local model folder or a hub id like 'org/name'",
             fix=f"check the path given for the {what}",
         )
+    if _offline():
+        from huggingface_hub import snapshot_download
+
+        try:  # offline, a hub id is usable only when it is in the local cache already
+            snapshot_download(source, local_files_only=True)
+        except Exception:  # the hub client raises several types for "not cached"
+            raise AvatarPlatformError(
+                f"the {what} '{source}' is a hub id, the hub is offline (HF_HUB_OFFLINE=1) "
+                "and it is not in the local cache",
+                expected="a local model folder, or a hub id already downloaded",
+                fix="download it where the hub is reachable (huggingface-cli download "
+                f"{source} --local-dir DIR) and pass DIR",
+            ) from None
     return source
 
 

@@ -1,0 +1,161 @@
+"""The `avatar-platform` CLI as a user meets it: help, dry runs, a real run, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import trimesh
+
+from avatar_platform.cli.app import main
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_help_is_fast_and_imports_no_heavy_library():
+    probe = (
+        "import sys; from avatar_platform.cli.app import main; "
+        "code = main(['generate', '--help']); "
+        "heavy = [m for m in ('torch', 'ray', 'diffusers', 'mlflow') if m in sys.modules]; "
+        "print('HEAVY', heavy, code)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert "HEAVY [] 0" in result.stdout, result.stderr
+    assert "--num-images" in result.stdout and "--guidance" in result.stdout
+
+
+def test_version(capsys):
+    code, out, _ = _run(capsys, "--version")
+    assert code == 0 and out.startswith("avatar-platform ")
+
+
+def test_dry_run_prints_the_resolved_config_and_writes_nothing(capsys, tmp_path):
+    out_dir = tmp_path / "ds"
+    code, out, _ = _run(
+        capsys, "generate", "--preset", "tiny", "--num-images", "12", "--styles", "anime,voxel",
+        "--steps", "3", "--out", str(out_dir), "--dry-run",
+    )  # fmt: skip
+    assert code == 0
+    resolved = json.loads(out)
+    assert resolved["out"] == str(out_dir)
+    assert resolved["generate"]["num_images"] == 12
+    assert resolved["generate"]["styles"] == ["anime", "voxel"]
+    assert resolved["generate"]["controlnet"]["steps"] == 3
+    assert resolved["generate"]["resolution"] == 32  # from the tiny preset
+    assert not out_dir.exists()
+
+
+def test_styles_lists_the_catalog(capsys):
+    code, out, _ = _run(capsys, "styles")
+    assert code == 0 and len(out.strip().splitlines()) == 50 and "bronze-statue" in out
+
+
+def test_generate_info_preview_and_mlflow_record(capsys, ray_session, tmp_path):
+    out_dir = tmp_path / "ds"
+    code, out, err = _run(capsys, "generate", "--preset", "tiny", "--out", str(out_dir))
+    assert code == 0, err
+    assert f"dataset  {out_dir}" in out and "preview" in out and "mlflow   run" in out
+    assert (out_dir / "preview.png").is_file() and (out_dir / "config.resolved.json").is_file()
+
+    code, out, _ = _run(capsys, "dataset", "info", str(out_dir), "--verify")
+    assert code == 0
+    assert "images       16 at 32x32" in out and "verified     " in out
+
+    code, out, _ = _run(
+        capsys, "dataset", "preview", str(out_dir), "--out", str(tmp_path / "p.png")
+    )
+    assert code == 0 and (tmp_path / "p.png").stat().st_size > 0
+
+    import mlflow
+
+    from avatar_platform.core.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    runs = mlflow.search_runs(experiment_names=["generate"], output_format="list")
+    assert len(runs) == 1
+    assert runs[0].data.params["num_images"] == "16"
+    assert runs[0].data.metrics["images"] == 16
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id)}
+    assert {"dataset.json", "preview.png"} <= artifacts
+
+
+def _user_mesh(tmp_path, landmarks: dict | None):
+    mesh_path = tmp_path / "bust.ply"
+    trimesh.creation.icosphere(subdivisions=2, radius=0.15).export(mesh_path)
+    if landmarks is not None:
+        (tmp_path / "bust.landmarks.json").write_text(json.dumps(landmarks))
+    return mesh_path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--styles", "pixar,not-a-style"], "unknown style 'not-a-style'"),
+        (["--backend", "stable-diffusion"], "'generate.backend'"),
+        (["--preset", "huge"], "unknown preset 'huge'"),
+        (["--num-images", "0"], "'generate.num_images'"),
+        (["--num-images", "-5"], "'generate.num_images'"),
+        (["--resolution", "30"], "multiple of 8"),
+        (["--backend", "controlnet", "--sd-model", "/no/such/sd"], "'/no/such/sd' does not exist"),
+        (["--backend", "controlnet", "--sd-model", "someone/sd-model"], "hub is offline"),
+        (["--backend", "controlnet", "--guidance", "canny"], "'generate.controlnet.guidance'"),
+    ],
+)
+def test_bad_flags_give_one_clear_error_and_no_dataset(capsys, tmp_path, args, message):
+    out_dir = tmp_path / "ds"
+    code, _, err = _run(capsys, "generate", "--preset", "tiny", "--out", str(out_dir), *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert not (out_dir / "dataset.json").exists()
+
+
+def test_unknown_config_key_names_the_valid_keys(capsys, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("generate:\n  num_imagez: 10\n")
+    code, _, err = _run(capsys, "generate", "--config", str(config), "--dry-run")
+    assert code == 2
+    assert "unknown config key 'generate.num_imagez'" in err and "num_images" in err
+
+
+@pytest.mark.parametrize(
+    ("landmarks", "garbage", "message"),
+    [
+        ({"nose": [0, 0, 0.15]}, True, "cannot read the template mesh"),
+        (None, False, "has no landmarks file"),
+        ({"left_eye": [0.05, 0.02, 0.14]}, False, "no 'nose' point"),
+        ({"nose": [0, 0, 0.15], "tail": [0, 0, -1]}, False, "unknown names ['tail']"),
+    ],
+)
+def test_bad_template_meshes(capsys, tmp_path, landmarks, garbage, message):
+    mesh_path = _user_mesh(tmp_path, landmarks)
+    if garbage:
+        mesh_path.write_bytes(b"\x00\x01 this is not a mesh")
+    out_dir = tmp_path / "ds"
+    code, _, err = _run(
+        capsys, "generate", "--preset", "tiny", "--template-mesh", str(mesh_path),
+        "--out", str(out_dir),
+    )  # fmt: skip
+    assert code == 2 and message in err
+    assert not out_dir.exists()
+
+
+def test_output_folder_that_cannot_be_written(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = _run(capsys, "generate", "--preset", "tiny", "--out", str(blocker / "ds"))
+    assert code == 2 and "cannot write to the output folder" in err
+
+
+def test_info_of_an_unfinished_or_missing_dataset(capsys, tmp_path):
+    (tmp_path / "half" / "_work").mkdir(parents=True)
+    code, _, err = _run(capsys, "dataset", "info", str(tmp_path / "half"))
+    assert code == 2 and "not a complete dataset" in err and "re-run" in err
+    code, _, err = _run(capsys, "dataset", "preview", str(tmp_path / "nothing"))
+    assert code == 2 and "does not exist" in err

@@ -1,0 +1,231 @@
+"""Preset → YAML file → flags resolution of `avatar_platform.core.config`, on GenerateConfig."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from avatar_platform.core.config import (
+    PRESETS,
+    deep_merge,
+    load_preset,
+    resolve_config,
+    save_resolved,
+)
+from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.pipelines.datagen.config import GenerateConfig
+
+SECTION = "generate"
+
+
+def resolve(preset: str = "tiny", config_file=None, overrides=None) -> GenerateConfig:
+    return resolve_config(GenerateConfig, SECTION, preset, config_file, overrides)
+
+
+def write(tmp_path, text: str, name: str = "user.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_resolves_to_its_values(preset):
+    config = resolve(preset)
+    assert isinstance(config, GenerateConfig)
+    expected = load_preset(preset)[SECTION]
+    assert config.num_images == expected["num_images"]
+    assert config.resolution == expected["resolution"]
+    assert config.backend == expected["backend"]
+    assert config.controlnet.steps == expected["controlnet"]["steps"]
+
+
+def test_paper_preset_is_the_paper_scale():
+    config = resolve("paper")
+    assert config.num_images == 500_000
+    assert config.resolution == 512
+    assert config.styles == ["all"]
+
+
+def test_yaml_file_overrides_preset_and_keeps_the_rest(tmp_path):
+    path = write(tmp_path, "generate:\n  num_images: 40\n  camera:\n    radius: 3.0\n")
+    config = resolve("tiny", path)
+    assert config.num_images == 40
+    assert config.camera.radius == 3.0
+    # untouched keys keep the preset's values, nested siblings their defaults
+    assert config.resolution == load_preset("tiny")[SECTION]["resolution"]
+    assert config.camera.focal == pytest.approx(4.2647)
+    assert config.controlnet.steps == load_preset("tiny")[SECTION]["controlnet"]["steps"]
+
+
+def test_flags_win_over_the_file(tmp_path):
+    path = write(tmp_path, "generate:\n  num_images: 40\n  camera:\n    radius: 3.0\n")
+    config = resolve("tiny", path, {"num_images": 72, "camera": {"radius": 2.5}})
+    assert config.num_images == 72
+    assert config.camera.radius == 2.5
+
+
+def test_none_valued_overrides_are_ignored(tmp_path):
+    path = write(tmp_path, "generate:\n  num_images: 40\n")
+    config = resolve(
+        "tiny", path, {"num_images": None, "seed": None, "camera": {"radius": None}, "workers": 3}
+    )
+    assert config.num_images == 40
+    assert config.seed == 0
+    assert config.camera.radius == 2.7
+    assert config.workers == 3
+
+
+def test_empty_file_keeps_the_preset(tmp_path):
+    assert resolve("tiny", write(tmp_path, "")) == resolve("tiny")
+
+
+def test_unknown_top_level_key_names_it_lists_valid_keys_and_suggests(tmp_path):
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve("tiny", overrides={"num_imagez": 3})
+    message = str(info.value)
+    assert "'generate.num_imagez'" in message
+    assert "num_images" in info.value.expected and "views_per_avatar" in info.value.expected
+    assert "did you mean 'num_images'?" in message
+
+
+def test_unknown_key_in_file_is_an_error(tmp_path):
+    path = write(tmp_path, "generate:\n  resolutoin: 64\n")
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve("tiny", path)
+    message = str(info.value)
+    assert "'generate.resolutoin'" in message
+    assert str(path) in message
+    assert "did you mean 'resolution'?" in message
+
+
+def test_unknown_nested_key_names_the_dotted_path_and_the_nested_keys():
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve("tiny", overrides={"camera": {"radiuss": 3.0}})
+    message = str(info.value)
+    assert "'generate.camera.radiuss'" in message
+    # the valid keys are those of the camera section, not of the top level
+    for key in ("radius", "focal", "look_at", "yaw_range", "pitch_range"):
+        assert key in info.value.expected
+    assert "num_images" not in info.value.expected
+    assert "did you mean 'radius'?" in message
+
+
+def test_unknown_key_far_from_any_valid_one_has_no_suggestion():
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve("tiny", overrides={"zzzzqqqq": 1})
+    assert "'generate.zzzzqqqq'" in str(info.value)
+    assert info.value.fix is None
+
+
+def test_unknown_section_in_file_raises(tmp_path):
+    path = write(tmp_path, "generat:\n  num_images: 3\n")
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve("tiny", path)
+    message = str(info.value)
+    assert "unknown section 'generat'" in message
+    assert "generate" in info.value.expected
+    assert "did you mean 'generate'?" in message
+
+
+def test_invalid_yaml_raises_naming_the_file(tmp_path):
+    path = write(tmp_path, "generate: [num_images: 3\n  : :\n")
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve("tiny", path)
+    assert "not valid YAML" in str(info.value)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n"])
+def test_non_mapping_yaml_raises(tmp_path, text):
+    path = write(tmp_path, text)
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve("tiny", path)
+    assert str(path) in str(info.value)
+    assert "mapping of sections" in str(info.value)
+
+
+def test_missing_file_raises(tmp_path):
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve("tiny", path)
+    assert "does not exist" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_preset_raises_listing_presets():
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve("huge")
+    message = str(info.value)
+    assert "unknown preset 'huge'" in message
+    for preset in PRESETS:
+        assert preset in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "dotted", "flag"),
+    [
+        ({"num_images": 0}, "generate.num_images", "--num-images"),
+        ({"resolution": 36}, "generate.resolution", "--resolution"),
+        ({"views_per_avatar": 0}, "generate.views_per_avatar", "--views-per-avatar"),
+    ],
+)
+def test_invalid_value_names_the_dotted_key(overrides, dotted, flag):
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve("tiny", overrides=overrides)
+    message = str(info.value)
+    assert f"'{dotted}'" in message
+    assert f"invalid value {next(iter(overrides.values()))}" in message
+    assert flag in message
+
+
+def test_resolution_not_multiple_of_8_explains_why():
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve("tiny", overrides={"resolution": 36})
+    assert "multiple of 8" in str(info.value)
+
+
+def test_invalid_nested_value_names_the_nested_key(tmp_path):
+    path = write(tmp_path, "generate:\n  camera:\n    radius: -1\n")
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve("tiny", path)
+    assert "'generate.camera.radius'" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_styles_flag_is_split_on_commas():
+    config = resolve("tiny", overrides={"styles": "pixar, anime,voxel"})
+    assert config.styles == ["pixar", "anime", "voxel"]
+
+
+def test_resolved_config_is_frozen():
+    config = resolve("tiny")
+    with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError on frozen models
+        config.num_images = 3
+    assert config.num_images == load_preset("tiny")[SECTION]["num_images"]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_save_resolved_round_trips(tmp_path, preset):
+    config = resolve(preset, overrides={"camera": {"look_at": (0.0, 0.1, 0.2)}})
+    path = tmp_path / "nested" / "dir" / "config.json"
+    save_resolved(config, path)
+    data = json.loads(path.read_text())
+    assert data["num_images"] == config.num_images
+    assert data["camera"]["look_at"] == [0.0, 0.1, 0.2]
+    assert GenerateConfig.model_validate(data) == config
+
+
+def test_deep_merge_merges_nested_and_leaves_inputs_untouched():
+    base = {"a": 1, "n": {"x": 1, "y": 2}}
+    override = {"n": {"y": 3}, "b": 2}
+    merged = deep_merge(base, override)
+    assert merged == {"a": 1, "b": 2, "n": {"x": 1, "y": 3}}
+    assert base == {"a": 1, "n": {"x": 1, "y": 2}}
+
+
+def test_presets_are_not_mutated_by_resolution():
+    before = load_preset("tiny")
+    resolve("tiny", overrides={"num_images": 99, "camera": {"radius": 3.1}})
+    assert load_preset("tiny") == before
