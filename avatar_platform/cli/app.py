@@ -14,6 +14,8 @@ from avatar_platform.cli import dataset as dataset_cli
 from avatar_platform.cli import generate as generate_cli
 from avatar_platform.core.errors import AvatarPlatformError
 
+INTERRUPTED = 130  # the shell's exit code for a process stopped by SIGINT
+
 app = typer.Typer(
     name="avatar-platform",
     help="StyleAvatar3D on Ray: generate multi-view avatar data, train, register and serve.",
@@ -44,16 +46,13 @@ def root(
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a user error is one line on stderr and exit code 2."""
     try:
-        app(args=argv, prog_name="avatar-platform", standalone_mode=False)
+        # without standalone mode, typer turns Ctrl-C into a returned 130 and --help into 0
+        result = app(args=argv, prog_name="avatar-platform", standalone_mode=False)
     except AvatarPlatformError as err:
         print(f"error: {err.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "interrupted: finished parts are kept; re-run the same command to resume",
-            file=sys.stderr,
-        )
-        return 130
+        result = INTERRUPTED
     except typer.Exit as done:
         return done.exit_code
     except typer.Abort:
@@ -65,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             err.show()
             return err.exit_code
         raise
-    return 0
+    if result == INTERRUPTED:
+        print(
+            "interrupted: finished parts are kept; re-run the same command to resume",
+            file=sys.stderr,
+        )
+    return result if isinstance(result, int) else 0
 
 
 def run() -> None:

@@ -100,7 +100,14 @@ def resolve_config(
                 expected=f"sections among {', '.join(sorted(preset_data))}",
                 fix=_suggest(unknown[0], sorted(preset_data)),
             )
-        data = deep_merge(data, file_data.get(section) or {})
+        section_data = file_data.get(section) or {}
+        if not isinstance(section_data, dict):
+            raise AvatarPlatformError(
+                f"section '{section}' of config file '{config_file}' holds a "
+                f"{type(section_data).__name__}",
+                expected=f"a mapping of keys, e.g. '{section}: {{key: value}}'",
+            )
+        data = deep_merge(data, section_data)
         source = f"config file '{config_file}'"
     if overrides:
         data = deep_merge(data, _drop_none(overrides))
@@ -125,14 +132,19 @@ def config_error(
             fix=_suggest(loc[-1], valid),
         )
     got = first.get("input")
-    shown = json.dumps(got, default=str) if not isinstance(got, dict) else "a mapping"
+    is_section = isinstance(got, dict | BaseModel) or _model_at(model_cls, loc) is not None
+    shown = "" if is_section else f" {json.dumps(got, default=str)}"
     described = _field_description(model_cls, loc)
-    flag = "--" + loc[-1].replace("_", "-")
+    # top-level scalar keys have a flag of the same name; nested ones live in a config file
+    if len(loc) == 1 and not is_section:
+        fix = f"pass a valid --{loc[0].replace('_', '-')}, or correct '{dotted}' in {source}"
+    else:
+        fix = f"correct '{dotted}' in {source} (a --config YAML file)"
     return AvatarPlatformError(
-        f"invalid value {shown} for '{dotted}'"
+        f"invalid value{shown} for '{dotted}'"
         + (f" ({described})" if described else "")
         + f": {first['msg']}",
-        fix=f"pass a valid {flag}, or correct '{dotted}' in {source}",
+        fix=fix,
     )
 
 

@@ -229,3 +229,18 @@ def test_presets_are_not_mutated_by_resolution():
     before = load_preset("tiny")
     resolve("tiny", overrides={"num_images": 99, "camera": {"radius": 3.1}})
     assert load_preset("tiny") == before
+
+
+@pytest.mark.parametrize("text", ["generate: 5\n", "generate: [a, b]\n"])
+def test_a_section_that_is_not_a_mapping_is_one_clear_error(tmp_path, text):
+    with pytest.raises(AvatarPlatformError, match="section 'generate' .* holds a"):
+        resolve(config_file=write(tmp_path, text))
+
+
+def test_a_nested_cross_field_error_points_at_the_config_file_not_a_flag(tmp_path):
+    path = write(tmp_path, "generate:\n  camera:\n    yaw_range: [90, -90]\n")
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve(config_file=path)
+    message = info.value.message
+    assert "'generate.camera'" in message and "low <= high" in message
+    assert "--camera" not in message and "--config" in message

@@ -13,6 +13,7 @@ import numpy as np
 
 from avatar_platform.pipelines.poses.camera import camera_rays, project_points, split_camera
 from avatar_platform.pipelines.poses.template import (
+    ACCESSORY,
     COCO18_NAMES,
     SURFACE_LANDMARKS,
     AvatarTemplate,
@@ -90,8 +91,9 @@ def depth_image(gbuffer: GBuffer) -> np.ndarray:
 def visible_landmarks(template: AvatarTemplate, camera: np.ndarray) -> dict[str, np.ndarray]:
     """Landmarks the camera sees, as normalised image points (2,).
 
-    A surface landmark (nose, eyes, ears) is visible when the first surface hit on the ray towards
-    it lies within VISIBILITY_TOLERANCE of it (a depth test); skeletal joints are always kept.
+    A surface landmark (nose, eyes, ears) is visible when the first body hit on the ray towards
+    it lies within VISIBILITY_TOLERANCE of it (a depth test; accessories do not occlude);
+    skeletal joints are always kept.
     """
     names = [name for name in COCO18_NAMES if name in template.landmarks]
     points = np.stack([template.landmarks[name] for name in names])
@@ -101,11 +103,13 @@ def visible_landmarks(template: AvatarTemplate, camera: np.ndarray) -> dict[str,
     to_points = points - origin
     distance = np.linalg.norm(to_points, axis=1)
     dirs = to_points / distance[:, None]
-    hits, ray_idx, _ = template.intersector.intersects_location(
-        np.repeat(origin[None], len(points), axis=0), dirs, multiple_hits=False
+    hits, ray_idx, tri_idx = template.intersector.intersects_location(
+        np.repeat(origin[None], len(points), axis=0), dirs, multiple_hits=True
     )
     first_hit = np.full(len(points), np.inf)
-    first_hit[ray_idx] = np.linalg.norm(hits - origin, axis=1)
+    # glasses and hats do not hide a keypoint from OpenPose: only the body occludes
+    body = template.face_parts[tri_idx] != ACCESSORY
+    np.minimum.at(first_hit, ray_idx[body], np.linalg.norm(hits[body] - origin, axis=1))
     out = {}
     for i, name in enumerate(names):
         in_view = depth[i] > 0 and np.all((uv[i] >= 0.0) & (uv[i] <= 1.0))
@@ -115,17 +119,49 @@ def visible_landmarks(template: AvatarTemplate, camera: np.ndarray) -> dict[str,
     return out
 
 
-def openpose_image(points: dict[str, np.ndarray], resolution: int) -> np.ndarray:
-    """(R, R, 3) uint8 COCO-18 OpenPose drawing (controlnet-aux's colours and limbs) of `points`."""
-    from controlnet_aux.open_pose.body import Keypoint
-    from controlnet_aux.open_pose.util import draw_bodypose
+# The OpenPose COCO-18 body drawing that ControlNet's OpenPose model was trained on: limbs as
+# (start, end) keypoint indices with one colour each, keypoints in the same colour order.
+# tests/pipelines/poses/test_openpose_drawing.py checks it pixel for pixel against controlnet-aux's
+# `draw_bodypose`; drawing here avoids importing controlnet-aux (≈ 7 s, every detector at once)
+# in every Ray worker.
+OPENPOSE_LIMBS = (
+    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
+    (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
+)  # fmt: skip
+OPENPOSE_COLORS = (
+    (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
+    (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
+    (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
+)  # fmt: skip
+OPENPOSE_STICK_WIDTH = 4
+OPENPOSE_LIMB_SHADE = 0.6  # limbs are drawn darker than their keypoints
 
-    keypoints = [
-        Keypoint(float(points[name][0]), float(points[name][1])) if name in points else None
-        for name in COCO18_NAMES
-    ]
+
+def openpose_image(points: dict[str, np.ndarray], resolution: int) -> np.ndarray:
+    """(R, R, 3) uint8 COCO-18 OpenPose drawing of `points` (normalised image coordinates)."""
+    import cv2
+
     canvas = np.zeros((resolution, resolution, 3), np.uint8)
-    return draw_bodypose(canvas, keypoints)
+    pixels = {
+        COCO18_NAMES.index(name): np.asarray(uv, np.float64) * resolution
+        for name, uv in points.items()
+    }
+    for (start, end), color in zip(OPENPOSE_LIMBS, OPENPOSE_COLORS, strict=False):
+        if start not in pixels or end not in pixels:
+            continue
+        (x0, y0), (x1, y1) = pixels[start], pixels[end]
+        length = float(np.hypot(x0 - x1, y0 - y1))
+        angle = int(np.degrees(np.arctan2(y0 - y1, x0 - x1)))
+        centre = (int((x0 + x1) / 2), int((y0 + y1) / 2))
+        polygon = cv2.ellipse2Poly(
+            centre, (int(length / 2), OPENPOSE_STICK_WIDTH), angle, 0, 360, 1
+        )
+        cv2.fillConvexPoly(canvas, polygon, [int(c * OPENPOSE_LIMB_SHADE) for c in color])
+    for index, color in enumerate(OPENPOSE_COLORS):
+        if index in pixels:
+            x, y = pixels[index]
+            cv2.circle(canvas, (int(x), int(y)), OPENPOSE_STICK_WIDTH, color, thickness=-1)
+    return canvas
 
 
 def render_conditions(

@@ -198,8 +198,9 @@ def build_bust(params: BustParams, template_id: str = "bust") -> AvatarTemplate:
     pieces += [(mesh, ACCESSORY) for mesh in _accessories(params, eye_pos)]
 
     mesh = trimesh.util.concatenate([m for m, _ in pieces])
-    # the pieces are modelled at a head height of ~0.3; scaling keeps head, hat and shoulders
-    # inside EG3D's field of view (half-width ≈ 0.32 at radius 2.7)
+    # the pieces are modelled at a head height of ~0.3; scaling keeps the head, a hat and the
+    # top of the shoulders inside EG3D's field of view (half-width ≈ 0.32 at radius 2.7); the
+    # shoulders run out of the frame at the bottom, as in a head-and-shoulders portrait
     mesh.apply_scale(BUST_SCALE)
     face_parts = np.concatenate([np.full(len(m.faces), p, np.uint8) for m, p in pieces])
     shoulder_y = shoulders_centre[1] + 0.08

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 import subprocess
@@ -130,28 +129,54 @@ def test_preview_is_a_styles_by_views_contact_sheet(procedural_dataset, tmp_path
     assert (cells.std(axis=(1, 3)) > 5).all()  # every style × view cell holds an image
 
 
-def test_resume_after_the_driver_is_killed_yields_each_sample_once(ray_session, tmp_path):
+def _wait_for_parts(driver, out: Path, count: int) -> int:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and driver.poll() is None:
+        parts = len(list((out / "data").glob("part-*.parquet")))
+        if parts >= count:
+            return parts
+        time.sleep(0.05)
+    raise AssertionError(f"driver ended early: {driver.stderr.read().decode()[-2000:]}")
+
+
+def test_resume_after_ctrl_c_and_kill_9_yields_each_sample_once(ray_session, tmp_path):
     out = tmp_path / "ds"
     command = [
         sys.executable, "-m", "avatar_platform.cli.app", "generate", "--preset", "tiny",
-        "--num-images", "160", "--resolution", "96", "--out", str(out),
+        "--num-images", "240", "--resolution", "96", "--out", str(out),
         "--ray-address", ray_session, "--no-track", "--no-preview",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and driver.poll() is None:
-        if len(list((out / "data").glob("part-*.parquet"))) >= 2:
-            break
-        time.sleep(0.05)
-    assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
+
+    def start():
+        # a shell without job control starts background children with SIGINT ignored; a user's
+        # terminal does not, so restore the default for the child as a terminal would
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+
+    # 1. Ctrl-C: a clean stop that says how to resume
+    driver = start()
+    _wait_for_parts(driver, out, 2)
+    driver.send_signal(signal.SIGINT)
+    assert driver.wait(timeout=60) == 130
+    assert "re-run the same command to resume" in driver.stderr.read().decode()
+    assert not (out / "dataset.json").exists()
+
+    # 2. kill -9 of the driver, later in the run
+    driver = start()
+    kept = len(list((out / "data").glob("part-*.parquet")))
+    _wait_for_parts(driver, out, kept + 2)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    assert not (out / "dataset.json").exists()  # killed mid-way: nothing looks complete
+    assert not (out / "dataset.json").exists()  # nothing looks complete
     time.sleep(1.0)  # tasks of the dead driver are being torn down
-    kept = len(list((out / "data").glob("part-*.parquet")))
-    assert kept >= 2
 
+    # 3. the same command finishes the job
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "kept from an earlier run" in resumed.stderr
@@ -159,6 +184,6 @@ def test_resume_after_the_driver_is_killed_yields_each_sample_once(ray_session, 
     card, tables = _read_dataset(out)
     ids = [sid for table in tables for sid in table["sample_id"].to_pylist()]
     config = GenerateConfig.model_validate(card["config"])
-    assert len(ids) == len(set(ids)) == 160
+    assert len(ids) == len(set(ids)) == 240
     assert set(ids) == set(plan(config)["sample_id"].to_pylist())
     assert verify_shards(out, card) == []
