@@ -21,10 +21,13 @@ def init_ray(address: str | None = None, min_cpus: int = 0) -> str:
     if ray.is_initialized():
         return "existing"
     address = address or os.environ.get("RAY_ADDRESS") or None
-    logging.getLogger("ray").setLevel(logging.WARNING)
+    # Ray's start-up notices and Ray Data's per-dataset lines would drown the platform's own
+    # progress; its errors still show
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     if address:
         try:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise AvatarPlatformError(
                 f"cannot connect to the Ray cluster at '{address}' ({str(err).splitlines()[0]})",
@@ -36,7 +39,7 @@ def init_ray(address: str | None = None, min_cpus: int = 0) -> str:
     ray.init(
         num_cpus=num_cpus,
         include_dashboard=False,
-        logging_level=logging.WARNING,
+        logging_level=logging.ERROR,
         log_to_driver=False,
     )
     return "local"

@@ -159,3 +159,16 @@ def test_info_of_an_unfinished_or_missing_dataset(capsys, tmp_path):
     assert code == 2 and "not a complete dataset" in err and "re-run" in err
     code, _, err = _run(capsys, "dataset", "preview", str(tmp_path / "nothing"))
     assert code == 2 and "does not exist" in err
+
+
+def test_more_workers_than_the_cluster_holds(capsys, ray_session, tmp_path):
+    import ray
+
+    cpus = int(ray.cluster_resources()["CPU"])
+    out_dir = tmp_path / "ds"
+    code, _, err = _run(
+        capsys, "generate", "--preset", "tiny", "--workers", str(cpus + 1), "--out", str(out_dir),
+    )  # fmt: skip
+    assert code == 2
+    assert f"{cpus + 1} workers need {cpus + 1} CPUs but the Ray cluster has {cpus}" in err
+    assert not (out_dir / "dataset.json").exists()

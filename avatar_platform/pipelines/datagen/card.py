@@ -107,25 +107,26 @@ def format_card(folder: Path, card: dict) -> str:
 
 def contact_sheet(folder: Path, max_styles: int = 12, cell: int = 128) -> np.ndarray:
     """(H, W, 3) uint8 grid: one row per style, one column per view bin (front, left, back,
-    right), each cell an image of that style and view; a grey cell where none exists."""
+    right), each cell the image of that style nearest the bin's central yaw; grey where none."""
     from PIL import Image, ImageDraw
 
     card = read_card(folder)
     styles = list(card["counts"]["style"])[:max_styles]
-    wanted = {(s, v) for s in styles for v in range(len(COARSE_VIEW_NAMES))}
-    found: dict[tuple[str, int], bytes] = {}
+    centre = {view: 90.0 * view for view in range(len(COARSE_VIEW_NAMES))}
+    best: dict[tuple[str, int], tuple[float, str, int]] = {}  # → (distance, file, row)
     for shard in card["shards"]:
-        table = pq.read_table(Path(folder) / shard["file"], columns=["style", "view_bin", "image"])
-        for style, view, image in zip(
-            table["style"].to_pylist(),
-            table["view_bin"].to_pylist(),
-            table["image"].to_pylist(),
-            strict=True,
-        ):
-            if (style, view) in wanted and (style, view) not in found:
-                found[(style, view)] = image
-        if len(found) == len(wanted):
-            break
+        table = pq.read_table(Path(folder) / shard["file"], columns=["style", "view_bin", "yaw"])
+        rows = zip(*(table[c].to_pylist() for c in ("style", "view_bin", "yaw")), strict=True)
+        for row, (style, view, yaw) in enumerate(rows):
+            off = abs((yaw - centre[view] + 180.0) % 360.0 - 180.0)
+            if style in styles and off < best.get((style, view), (999.0,))[0]:
+                best[(style, view)] = (off, shard["file"], row)
+    found: dict[tuple[str, int], bytes] = {}
+    for file in {file for _, file, _ in best.values()}:
+        images = pq.read_table(Path(folder) / file, columns=["image"])["image"]
+        for key, (_, chosen, row) in best.items():
+            if chosen == file:
+                found[key] = images[row].as_py()
     label_w, header_h = 150, 24
     sheet = Image.new(
         "RGB",

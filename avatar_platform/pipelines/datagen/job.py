@@ -119,12 +119,23 @@ def _prepare(config: GenerateConfig, out: Path) -> tuple[pa.Table, Path]:
 
 def _resources(config: GenerateConfig) -> dict:
     """Ray resources of one image actor: a GPU where the cluster has them and the backend uses
-    them, else a CPU."""
+    them, else a CPU. Asking for more than the cluster holds would wait forever: refuse it."""
     import ray
 
-    if config.backend == "controlnet" and ray.cluster_resources().get("GPU", 0) > 0:
-        return {"num_gpus": config.gpus_per_worker, "num_cpus": 1}
-    return {"num_cpus": 1}
+    total = ray.cluster_resources()
+    if config.backend == "controlnet" and total.get("GPU", 0) > 0:
+        per_actor = {"num_gpus": config.gpus_per_worker, "num_cpus": 1}
+        needed, have, unit = config.workers * config.gpus_per_worker, total["GPU"], "GPU"
+    else:
+        per_actor = {"num_cpus": 1}
+        needed, have, unit = config.workers, total.get("CPU", 0), "CPU"
+    if needed > have:
+        raise AvatarPlatformError(
+            f"{config.workers} workers need {needed:g} {unit}s but the Ray cluster has {have:g}",
+            expected=f"--workers × per-worker {unit}s within the cluster's resources",
+            fix=f"pass --workers {max(int(have // (needed / config.workers)), 1)} or add nodes",
+        )
+    return per_actor
 
 
 def run_pipeline(config: GenerateConfig, remaining: pa.Table, data_dir: Path, progress) -> None:

@@ -70,12 +70,13 @@ class ImageGenerator:
     """Actor: loads the backend once, then turns batches of requests into `image` columns."""
 
     def __init__(self, config_json: str, cpu_threads: int = 1):
-        import torch
-
         self.config = GenerateConfig.model_validate_json(config_json)
-        if not torch.cuda.is_available():
-            # several actors share the cores; each must not claim all of them
-            torch.set_num_threads(max(cpu_threads, 1))
+        if self.config.backend == "controlnet":
+            import torch
+
+            if not torch.cuda.is_available():
+                # several actors share the cores; each must not claim all of them
+                torch.set_num_threads(max(cpu_threads, 1))
         self.backend = make_backend(self.config)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict:

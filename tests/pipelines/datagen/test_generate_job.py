@@ -187,3 +187,26 @@ def test_resume_after_ctrl_c_and_kill_9_yields_each_sample_once(ray_session, tmp
     assert len(ids) == len(set(ids)) == 240
     assert set(ids) == set(plan(config)["sample_id"].to_pylist())
     assert verify_shards(out, card) == []
+
+
+def test_controlnet_backend_through_the_ray_job(ray_session, tiny_sd, tmp_path):
+    config = _config(
+        backend="controlnet",
+        num_images=8,
+        styles=["anime"],
+        controlnet={**tiny_sd, "guidance": "hybrid", "steps": 2, "batch_size": 4},
+    )
+    summary = run_generate(config, tmp_path / "ds")
+    assert summary.images == 8
+    card, tables = _read_dataset(tmp_path / "ds")
+    assert card["backend"]["backend"] == "controlnet"
+    assert card["backend"]["models"] == {
+        "sd_model": tiny_sd["sd_model"],
+        "openpose_controlnet": tiny_sd["openpose_controlnet"],
+        "depth_controlnet": tiny_sd["depth_controlnet"],
+    }
+    rows = [row for table in tables for row in table.to_pylist()]
+    assert {row["backend"] for row in rows} == {"controlnet"}
+    images = [np.asarray(Image.open(io.BytesIO(row["image"]))) for row in rows]
+    assert all(image.shape == (32, 32, 3) for image in images)
+    assert len({image.tobytes() for image in images}) == 8  # one seed per image
