@@ -102,9 +102,11 @@ def generate(
         return
 
     from avatar_platform.core.config import save_resolved
+    from avatar_platform.core.ray_runtime import check_ray_address
     from avatar_platform.pipelines.datagen.card import write_preview
     from avatar_platform.pipelines.datagen.job import run_generate
 
+    check_ray_address(ray_address)
     echo_err(f"generating {cfg.num_images} images ({cfg.backend}, {cfg.resolution}²) into {out}")
     summary = run_generate(cfg, out, ray_address)
     save_resolved(cfg, summary.out / "config.resolved.json")

@@ -45,8 +45,32 @@ def init_ray(address: str | None = None, min_cpus: int = 0) -> str:
     return "local"
 
 
-def cuda_available() -> bool:
-    """Whether the driver sees a CUDA device (workers on a cluster are asked through resources)."""
-    import torch
+def check_ray_address(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on a cluster address nobody answers at (ray.init would retry for minutes)."""
+    import socket
+    from urllib.parse import urlsplit
 
-    return torch.cuda.is_available()
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address or address in ("auto", "local"):
+        return
+    parts = urlsplit(address if "://" in address else f"gcs://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise AvatarPlatformError(
+            f"'{address}' is not a Ray cluster address",
+            expected="host:port of the head's GCS (e.g. 10.0.0.5:6379) or ray://host:10001",
+            fix="correct --ray-address or RAY_ADDRESS",
+        )
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as err:
+        raise AvatarPlatformError(
+            f"no Ray cluster answers at '{address}' ({err.strerror or err})",
+            expected="the address of a running Ray head",
+            fix="start the cluster (ray start --head), correct --ray-address, or unset "
+            "RAY_ADDRESS to use local Ray",
+        ) from None

@@ -105,6 +105,8 @@ def _user_mesh(tmp_path, landmarks: dict | None):
         (["--backend", "controlnet", "--sd-model", "/no/such/sd"], "'/no/such/sd' does not exist"),
         (["--backend", "controlnet", "--sd-model", "someone/sd-model"], "hub is offline"),
         (["--backend", "controlnet", "--guidance", "canny"], "'generate.controlnet.guidance'"),
+        (["--ray-address", "127.0.0.1:1"], "no Ray cluster answers at '127.0.0.1:1'"),
+        (["--ray-address", "ray://nowhere"], "is not a Ray cluster address"),
     ],
 )
 def test_bad_flags_give_one_clear_error_and_no_dataset(capsys, tmp_path, args, message):

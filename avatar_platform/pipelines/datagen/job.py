@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.paths import atomic_write_bytes, ensure_writable_dir
 from avatar_platform.core.progress import progress_bar
+from avatar_platform.core.ray_runtime import check_ray_address
 from avatar_platform.pipelines.datagen.card import write_card
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.spec import plan
@@ -211,6 +212,7 @@ def run_generate(
 ) -> GenerateSummary:
     """Generate (or finish) the dataset of `config` in `out`."""
     check_inputs(config)
+    check_ray_address(ray_address)
     out = ensure_writable_dir(out)
     card = out / "dataset.json"
     if card.exists():
