@@ -1,0 +1,149 @@
+"""The tri-plane generator: z, camera → image, raw image and depth (EG3D, METHOD.md §2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from avatar_platform.core.config import StrictConfig
+from avatar_platform.models.checkpoint import load_module, save_module
+from avatar_platform.models.eg3d.decoder import TriPlaneDecoder
+from avatar_platform.models.eg3d.layers import SynthesisNetwork
+from avatar_platform.models.eg3d.mapping import MappingNetwork
+from avatar_platform.models.eg3d.superresolution import SuperResolution
+from avatar_platform.models.eg3d.triplane import sample_from_planes
+from avatar_platform.models.eg3d.volume_renderer import camera_rays, render_rays
+
+CAMERA_DIM = 25
+
+
+class GeneratorConfig(StrictConfig):
+    """Sizes of the generator; the defaults are EG3D's (the `paper` preset)."""
+
+    z_dim: int = Field(512, ge=1, description="latent size")
+    w_dim: int = Field(512, ge=1, description="style vector size")
+    mapping_layers: int = Field(2, ge=1, description="mapping network depth")
+    camera_conditioning: bool = Field(True, description="condition the mapping on the camera")
+    triplane_resolution: int = Field(256, ge=4, description="feature plane side")
+    triplane_channels: int = Field(32, ge=1, description="channels per plane")
+    triplane_depth: int = Field(1, ge=1, description="1 = tri-plane; >1 = tri-grid layers")
+    channel_base: int = Field(32768, ge=16, description="StyleGAN2 channel base")
+    channel_max: int = Field(512, ge=4, description="StyleGAN2 channel cap")
+    decoder_hidden: int = Field(64, ge=1, description="decoder MLP width")
+    decoder_features: int = Field(32, ge=3, description="decoder output features (first 3: RGB)")
+    neural_rendering_resolution: int = Field(64, ge=4, description="volume-rendered image side")
+    img_resolution: int = Field(512, ge=4, description="final image side")
+    sr_input_resolution: int = Field(128, ge=4, description="the SR network's input side")
+    sr_channels: int = Field(128, ge=4, description="SR feature channels")
+    depth_samples: int = Field(48, ge=2, description="stratified samples per ray")
+    importance_samples: int = Field(48, ge=0, description="importance samples per ray")
+    ray_start: float = Field(2.25, gt=0, description="nearest depth sampled")
+    ray_end: float = Field(3.3, gt=0, description="farthest depth sampled")
+    box_warp: float = Field(1.0, gt=0, description="side of the cube the planes span")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GeneratorConfig:
+        if self.ray_end <= self.ray_start:
+            raise ValueError("ray_end must be greater than ray_start")
+        return self
+
+
+class TriPlaneGenerator(nn.Module):
+    """mapping → StyleGAN2 synthesis of planes → volume rendering → super-resolution."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        planes = 3 * config.triplane_channels * config.triplane_depth
+        self.backbone = SynthesisNetwork(config.w_dim, config.triplane_resolution, planes,
+                                         config.channel_base, config.channel_max)  # fmt: skip
+        self.mapping = MappingNetwork(
+            config.z_dim, CAMERA_DIM if config.camera_conditioning else 0, config.w_dim,
+            self.backbone.num_ws, config.mapping_layers,
+        )  # fmt: skip
+        self.decoder = TriPlaneDecoder(config.triplane_channels, config.decoder_hidden,
+                                       config.decoder_features)  # fmt: skip
+        self.superresolution = SuperResolution(
+            config.decoder_features, config.w_dim, config.sr_input_resolution,
+            config.img_resolution, config.sr_channels,
+        )  # fmt: skip
+
+    # -- the parts -----------------------------------------------------------------------------
+    def map(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:
+        """z: (B, z_dim), c: (B, 25) → ws: (B, num_ws, w_dim)."""
+        _check_shape(z, (None, self.config.z_dim), "z")
+        _check_shape(c, (z.shape[0], CAMERA_DIM), "camera")
+        return self.mapping(z, c if self.config.camera_conditioning else None, truncation_psi)
+
+    def planes(self, ws: torch.Tensor) -> torch.Tensor:
+        """ws → planes (B, 3, C, H, W), or (B, 3, D, C, H, W) for a tri-grid."""
+        cfg = self.config
+        raw = self.backbone(ws)
+        batch, size = raw.shape[0], raw.shape[-1]
+        if cfg.triplane_depth == 1:
+            return raw.reshape(batch, 3, cfg.triplane_channels, size, size)
+        return raw.reshape(batch, 3, cfg.triplane_depth, cfg.triplane_channels, size, size)
+
+    def field(self, planes: torch.Tensor, points: torch.Tensor):
+        """points (B, M, 3) → sigma (B, M, 1), features (B, M, decoder_features)."""
+        return self.decoder(sample_from_planes(planes, points, self.config.box_warp))
+
+    def density(self, ws: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Raw density (B, M, 1) at world points (meshes, density regularisation)."""
+        return self.field(self.planes(ws), points)[0]
+
+    # -- the whole -----------------------------------------------------------------------------
+    def synthesis(self, ws: torch.Tensor, c: torch.Tensor, neural_rendering_resolution: int | None = None,
+                  perturb: bool = False, generator: torch.Generator | None = None) -> dict:  # fmt: skip
+        """Render ws at cameras c (B, 25). Returns `image` (B, 3, R, R) in [-1, 1]-ish,
+        `image_raw` (B, 3, r, r), `image_depth` (B, 1, r, r), `opacity` (B, 1, r, r)."""
+        cfg = self.config
+        res = neural_rendering_resolution or cfg.neural_rendering_resolution
+        _check_shape(c, (ws.shape[0], CAMERA_DIM), "camera")
+        planes = self.planes(ws)
+        origins, dirs = camera_rays(c, res)
+        features, depth, opacity = render_rays(
+            lambda pts: self.field(planes, pts), origins, dirs,
+            depth_samples=cfg.depth_samples, importance_samples=cfg.importance_samples,
+            ray_start=cfg.ray_start, ray_end=cfg.ray_end, perturb=perturb, generator=generator,
+        )  # fmt: skip
+        batch = ws.shape[0]
+        feature_image = features.transpose(1, 2).reshape(batch, -1, res, res)
+        # decoder colours are in [0, 1]; images live in [-1, 1] like the dataset's
+        raw_rgb = feature_image[:, :3] * 2 - 1
+        image = self.superresolution(raw_rgb, feature_image, ws[:, -1])
+        return {
+            "image": image,
+            "image_raw": raw_rgb,
+            "image_depth": depth.transpose(1, 2).reshape(batch, 1, res, res),
+            "opacity": opacity.transpose(1, 2).reshape(batch, 1, res, res),
+        }
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0,
+                **render) -> dict:  # fmt: skip
+        return self.synthesis(self.map(z, c, truncation_psi), c, **render)
+
+    # -- weights -------------------------------------------------------------------------------
+    def save_pretrained(self, folder: str | Path, name: str = "generator") -> None:
+        save_module(self, self.config, Path(folder), name)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, name: str = "generator", map_location="cpu"):
+        return load_module(cls, GeneratorConfig, Path(folder), name, map_location)
+
+
+def _check_shape(x: torch.Tensor, shape: tuple, name: str) -> None:
+    if x.dim() != len(shape) or any(
+        s is not None and s != d for s, d in zip(shape, x.shape, strict=True)
+    ):
+        raise ValueError(f"{name} must have shape {shape} (None = any), got {tuple(x.shape)}")
+
+
+def upsample_raw(image_raw: torch.Tensor, size: int) -> torch.Tensor:
+    """The raw image at the final resolution (the dual discriminator's second input)."""
+    return F.interpolate(image_raw, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=True)  # fmt: skip

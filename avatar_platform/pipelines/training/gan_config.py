@@ -1,0 +1,50 @@
+"""The config of `avatar-platform train gan` (section `gan` of a preset)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from avatar_platform.core.config import StrictConfig
+from avatar_platform.models.discriminator import DiscriminatorConfig
+from avatar_platform.models.eg3d.generator import GeneratorConfig
+
+
+class GanTrainingConfig(StrictConfig):
+    """Networks, losses and schedule of the GAN (EG3D's values by default, METHOD.md §2)."""
+
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
+    batch_size: int = Field(32, ge=1, description="images per step, over all workers")
+    steps: int = Field(1000, ge=1, description="training steps")
+    lr_g: float = Field(0.0025, gt=0, description="generator learning rate")
+    lr_d: float = Field(0.002, gt=0, description="discriminator learning rate")
+    betas: tuple[float, float] = Field((0.0, 0.99), description="Adam betas")
+    r1_gamma: float = Field(1.0, ge=0, description="R1 weight (on image and image_raw)")
+    r1_interval: int = Field(16, ge=1, description="lazy R1 every N steps")
+    density_reg: float = Field(0.25, ge=0, description="density regularisation weight")
+    density_reg_interval: int = Field(4, ge=1, description="density regularisation every N steps")
+    density_reg_points: int = Field(1000, ge=1, description="random points per sample")
+    density_reg_perturb: float = Field(0.004, gt=0, description="perturbation of those points")
+    blur_sigma: float = Field(10.0, ge=0, description="initial D input blur, pixels")
+    blur_fade_kimg: float = Field(200.0, ge=0, description="blur fades out over this many kimg")
+    ema_kimg: float = Field(10.0, ge=0, description="G EMA half-life in kimg")
+    camera_swap_prob: float = Field(0.5, ge=0, le=1, description="P(mapping sees another camera)")
+    mirror: bool = Field(True, description="yaw-mirror augmentation (image and labels)")
+    mixed_precision: bool = Field(True, description="bf16 autocast on CUDA")
+    seed: int = Field(0, ge=0, description="training seed")
+    workers: int = Field(1, ge=1, description="Ray Train workers (DDP)")
+    use_gpu: bool | None = Field(None, description="None = when the cluster has GPUs")
+    checkpoint_every: int = Field(100, ge=1, description="checkpoint every N steps")
+    log_every: int = Field(10, ge=1, description="log metrics every N steps")
+    sample_every: int = Field(100, ge=1, description="log a sample grid every N steps")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> GanTrainingConfig:
+        if self.discriminator.img_resolution != self.generator.img_resolution:
+            raise ValueError(
+                f"discriminator.img_resolution ({self.discriminator.img_resolution}) must equal "
+                f"generator.img_resolution ({self.generator.img_resolution})"
+            )
+        if self.batch_size % self.workers:
+            raise ValueError(f"batch_size {self.batch_size} must divide by workers {self.workers}")
+        return self
