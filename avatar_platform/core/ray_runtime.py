@@ -74,3 +74,20 @@ def check_ray_address(address: str | None, timeout: float = 5.0) -> None:
             fix="start the cluster (ray start --head), correct --ray-address, or unset "
             "RAY_ADDRESS to use local Ray",
         ) from None
+
+
+def require_resources(workers: int, per_worker: dict[str, float], what: str = "workers") -> None:
+    """Refuse a request the cluster can never place (it would wait forever instead)."""
+    import ray
+
+    total = ray.cluster_resources()
+    for key, unit in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
+        need = per_worker.get(key, 0) * workers
+        have = total.get(unit, 0)
+        if need > have:
+            fit = max(int(have // per_worker[key]), 1) if have else 0
+            raise AvatarPlatformError(
+                f"{workers} {what} need {need:g} {unit}s but the Ray cluster has {have:g}",
+                expected=f"--workers × per-worker {unit}s within the cluster's resources",
+                fix=f"pass --workers {fit} or add nodes" if fit else f"use a cluster with {unit}s",
+            )

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.paths import atomic_write_bytes, ensure_writable_dir
 from avatar_platform.core.progress import progress_bar
-from avatar_platform.core.ray_runtime import check_ray_address
+from avatar_platform.core.ray_runtime import check_ray_address, require_resources
 from avatar_platform.pipelines.datagen.card import write_card
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.spec import plan
@@ -120,22 +120,13 @@ def _prepare(config: GenerateConfig, out: Path) -> tuple[pa.Table, Path]:
 
 def _resources(config: GenerateConfig) -> dict:
     """Ray resources of one image actor: a GPU where the cluster has them and the backend uses
-    them, else a CPU. Asking for more than the cluster holds would wait forever: refuse it."""
+    them, else a CPU."""
     import ray
 
-    total = ray.cluster_resources()
-    if config.backend == "controlnet" and total.get("GPU", 0) > 0:
-        per_actor = {"num_gpus": config.gpus_per_worker, "num_cpus": 1}
-        needed, have, unit = config.workers * config.gpus_per_worker, total["GPU"], "GPU"
-    else:
-        per_actor = {"num_cpus": 1}
-        needed, have, unit = config.workers, total.get("CPU", 0), "CPU"
-    if needed > have:
-        raise AvatarPlatformError(
-            f"{config.workers} workers need {needed:g} {unit}s but the Ray cluster has {have:g}",
-            expected=f"--workers × per-worker {unit}s within the cluster's resources",
-            fix=f"pass --workers {max(int(have // (needed / config.workers)), 1)} or add nodes",
-        )
+    per_actor = {"num_cpus": 1}
+    if config.backend == "controlnet" and ray.cluster_resources().get("GPU", 0) > 0:
+        per_actor["num_gpus"] = config.gpus_per_worker
+    require_resources(config.workers, per_actor)
     return per_actor
 
 

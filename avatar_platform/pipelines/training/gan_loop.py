@@ -1,0 +1,87 @@
+"""The Ray Train worker loop of the GAN: data shard → GanTrainer steps → reports and checkpoints.
+
+Rank 0 logs metrics and sample grids to MLflow (Ray Train V2 has no MLflow callback) and hands
+checkpoints to `ray.train.report`; every rank reports, so the workers stay in step.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+
+SAMPLE_SEEDS = (0, 1, 2, 3)
+
+
+class RunLogger:
+    """Rank 0's MLflow client for an existing run (no-op on other ranks or without a run)."""
+
+    def __init__(self, tracking_uri: str | None, run_id: str | None, enabled: bool):
+        self.run_id = run_id if enabled else None
+        if self.run_id:
+            from mlflow.tracking import MlflowClient
+
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+
+    def metrics(self, metrics: dict[str, float], step: int) -> None:
+        if not self.run_id:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k.replace("/", "_"), float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=items)
+
+    def image(self, image, path: str) -> None:
+        if self.run_id:
+            self.client.log_image(self.run_id, image, artifact_file=path)
+
+
+def train_gan_loop(loop_config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    from avatar_platform.pipelines.training.samples import view_grid
+
+    config = GanTrainingConfig.model_validate(loop_config["config"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(loop_config.get("cpu_threads", 1), 1))
+    trainer = GanTrainer(config, ray.train.torch.get_device(), rank, world)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            trainer.load(Path(folder))
+    logger = RunLogger(loop_config.get("tracking_uri"), loop_config.get("run_id"), rank == 0)
+    shard = ray.train.get_dataset_shard("train")
+    metrics: dict[str, float] = {}
+    while trainer.step < config.steps:
+        batches = shard.iter_torch_batches(batch_size=trainer.per_worker_batch, drop_last=True,
+                                           local_shuffle_buffer_size=4 * trainer.per_worker_batch)  # fmt: skip
+        for batch in batches:
+            metrics = trainer.train_step(batch)
+            step = trainer.step
+            if step % config.log_every == 0 or step == config.steps:
+                logger.metrics(metrics, step)
+            if rank == 0 and (step % config.sample_every == 0 or step == config.steps):
+                grid = view_grid(trainer.G_ema, list(SAMPLE_SEEDS))
+                logger.image(grid, f"samples/step-{step:07d}.png")
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                report = {"step": step, **metrics}
+                if rank == 0:
+                    with tempfile.TemporaryDirectory() as folder:
+                        trainer.save(Path(folder))
+                        ray.train.report(
+                            report, checkpoint=ray.train.Checkpoint.from_directory(folder)
+                        )
+                else:
+                    ray.train.report(report)
+            if step >= config.steps:
+                break
