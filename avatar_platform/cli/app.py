@@ -12,6 +12,8 @@ import typer
 from avatar_platform import __version__
 from avatar_platform.cli import dataset as dataset_cli
 from avatar_platform.cli import generate as generate_cli
+from avatar_platform.cli import sample as sample_cli
+from avatar_platform.cli import train as train_cli
 from avatar_platform.core.errors import AvatarPlatformError
 
 INTERRUPTED = 130  # the shell's exit code for a process stopped by SIGINT
@@ -26,6 +28,8 @@ app = typer.Typer(
 app.command(name="generate")(generate_cli.generate)
 app.command(name="styles")(generate_cli.styles)
 app.add_typer(dataset_cli.app, name="dataset")
+app.add_typer(train_cli.app, name="train")
+app.command(name="sample")(sample_cli.sample)
 
 
 def _version(value: bool) -> None:

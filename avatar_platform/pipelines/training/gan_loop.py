@@ -56,10 +56,12 @@ def train_gan_loop(loop_config: dict) -> None:
         torch.set_num_threads(max(loop_config.get("cpu_threads", 1), 1))
     trainer = GanTrainer(config, ray.train.torch.get_device(), rank, world)
     checkpoint = ray.train.get_checkpoint()
+    logger = RunLogger(loop_config.get("tracking_uri"), loop_config.get("run_id"), rank == 0)
     if checkpoint:
         with checkpoint.as_directory() as folder:
             trainer.load(Path(folder))
-    logger = RunLogger(loop_config.get("tracking_uri"), loop_config.get("run_id"), rank == 0)
+        # a restart after a failure, or --resume: visible in MLflow
+        logger.metrics({"resumed_from_step": trainer.step}, trainer.step)
     shard = ray.train.get_dataset_shard("train")
     metrics: dict[str, float] = {}
     while trainer.step < config.steps:

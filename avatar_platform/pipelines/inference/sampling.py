@@ -1,0 +1,102 @@
+"""What users make with a generator: multi-view grids, turntables, latent walks and meshes."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avatar_platform.models.mesh import extract_mesh
+from avatar_platform.pipelines.training.samples import cameras, to_uint8
+
+FRONT = 0.0
+
+
+def latent(generator, seed: int) -> torch.Tensor:
+    """z (1, z_dim) of a seed (the same on every machine)."""
+    return torch.randn(1, generator.config.z_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def ws_for(generator, z: torch.Tensor, truncation_psi: float) -> torch.Tensor:
+    """Identity from the mapping at the frontal camera, so it does not change with the view."""
+    device = next(generator.parameters()).device
+    c = cameras([FRONT] * len(z)).to(device, torch.float32)
+    return generator.map(z.to(device), c, truncation_psi)
+
+
+@torch.no_grad()
+def render(generator, ws: torch.Tensor, yaws, pitch: float = 0.0) -> np.ndarray:
+    """(V, R, R, 3) uint8 renders of one ws (1, num_ws, w_dim) at each yaw."""
+    device = ws.device
+    c = cameras(list(yaws), pitch).to(device, torch.float32)
+    return to_uint8(generator.synthesis(ws.expand(len(c), -1, -1), c)["image"])
+
+
+def multiview_grid(generator, seeds: list[int], views: int, truncation_psi: float) -> np.ndarray:
+    """Rows = seeds, columns = `views` yaws evenly around the head (front first)."""
+    yaws = [((360.0 * i / views) + 180.0) % 360.0 - 180.0 for i in range(views)]
+    rows = []
+    for seed in seeds:
+        ws = ws_for(generator, latent(generator, seed), truncation_psi)
+        rows.append(np.concatenate(list(render(generator, ws, yaws)), axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def turntable(generator, seed: int, frames: int, truncation_psi: float) -> list[np.ndarray]:
+    ws = ws_for(generator, latent(generator, seed), truncation_psi)
+    yaws = [-180.0 + 360.0 * i / frames for i in range(frames)]
+    return list(render(generator, ws, yaws, pitch=10.0))
+
+
+@torch.no_grad()
+def latent_walk(generator, seed_a: int, seed_b: int, frames: int, truncation_psi: float,
+                space: str = "w") -> list[np.ndarray]:  # fmt: skip
+    """Interpolate seed_a → seed_b (in z or w) while the camera swings from −45° to 45°."""
+    za, zb = latent(generator, seed_a), latent(generator, seed_b)
+    wa, wb = ws_for(generator, za, truncation_psi), ws_for(generator, zb, truncation_psi)
+    out = []
+    for i in range(frames):
+        t = i / max(frames - 1, 1)
+        if space == "z":
+            ws = ws_for(generator, torch.lerp(za, zb, t), truncation_psi)
+        else:
+            ws = torch.lerp(wa, wb, t)
+        out.append(render(generator, ws, [-45.0 + 90.0 * t])[0])
+    return out
+
+
+@torch.no_grad()
+def mesh_for_seed(generator, seed: int, resolution: int, level: float, truncation_psi: float):
+    """Marching cubes on the seed's density in the tri-plane box, coloured by the decoder."""
+    ws = ws_for(generator, latent(generator, seed), truncation_psi)
+    planes = generator.planes(ws)
+
+    def density(points):
+        return generator.field(planes, points[None])[0].reshape(-1)
+
+    def color(points):
+        return generator.field(planes, points[None])[1][0, :, :3]
+
+    box = generator.config.box_warp
+    return extract_mesh(density, resolution, box, level, border=1, color=color,
+                        device=ws.device)  # fmt: skip
+
+
+def write_gif(frames: list[np.ndarray], path: Path, fps: int = 12) -> Path:
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],
+                   duration=int(1000 / fps), loop=0)  # fmt: skip
+    Path(path).write_bytes(buffer.getvalue())
+    return Path(path)
+
+
+def write_png(image: np.ndarray, path: Path) -> Path:
+    from PIL import Image
+
+    Image.fromarray(image).save(path)
+    return Path(path)
