@@ -22,12 +22,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# generate → train the GAN (skipped when its model exists: re-running the demo is cheap) → sample
 demo: $(STAMP)
 	$(BIN)/avatar-platform generate --preset demo --out $(DEMO_OUT)/dataset
 	$(BIN)/avatar-platform dataset info $(DEMO_OUT)/dataset
+	test -d $(DEMO_OUT)/gan/model || $(BIN)/avatar-platform train gan --preset demo \
+		--data $(DEMO_OUT)/dataset --out $(DEMO_OUT)/gan
+	$(BIN)/avatar-platform sample --model $(DEMO_OUT)/gan --seeds 0-3 --views 4 --frames 24 \
+		--walk 0,1 --mesh --mesh-level auto --out $(DEMO_OUT)/samples
 	@echo ""
-	@echo "Look at: $(DEMO_OUT)/dataset/preview.png (styles x views)"
-	@echo "         $(DEMO_OUT)/dataset/dataset.json (the dataset card)"
+	@echo "Look at: $(DEMO_OUT)/dataset/preview.png   (the dataset: styles x views)"
+	@echo "         $(DEMO_OUT)/samples/views.png      (the trained 3D GAN: seeds x views)"
+	@echo "         $(DEMO_OUT)/samples/turntable-seed0.gif, walk-0-1-w.gif, mesh-seed0.glb"
 	@echo "MLflow:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(AVATAR_HOME)/mlflow.db"
 
 lint: $(STAMP)

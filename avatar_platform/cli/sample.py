@@ -45,7 +45,9 @@ def sample(
     walk_space: str = typer.Option("w", help="interpolate in w or z"),
     mesh: bool = typer.Option(False, help="export a mesh per seed"),
     mesh_resolution: int = typer.Option(128, min=16, max=1024, help="marching-cubes grid side"),
-    mesh_level: float = typer.Option(10.0, help="iso-level on the raw density (EG3D: 10)"),
+    mesh_level: str = typer.Option(
+        "10", help="iso-level on the raw density (EG3D: 10), or 'auto' for early models"
+    ),
     mesh_format: str = typer.Option("glb", help="glb | ply | obj"),
     out: Path = typer.Option(Path("samples"), help="output folder"),
 ) -> None:
@@ -56,6 +58,12 @@ def sample(
         raise AvatarPlatformError(f"--walk takes two seeds, got '{walk}'", expected="e.g. '0,1'")
     if walk_space not in ("w", "z"):
         raise AvatarPlatformError(f"--walk-space '{walk_space}'", expected="w or z")
+    try:
+        level = None if mesh_level == "auto" else float(mesh_level)
+    except ValueError:
+        raise AvatarPlatformError(
+            f"--mesh-level '{mesh_level}'", expected="a number or 'auto'"
+        ) from None
     if mesh_format not in ("glb", "ply", "obj"):
         raise AvatarPlatformError(f"--mesh-format '{mesh_format}'", expected="glb, ply or obj")
 
@@ -74,12 +82,10 @@ def sample(
                 f"turntable {sampling.write_gif(frames_, out / f'turntable-seed{seed}.gif')}"
             )
         if mesh:
-            result = sampling.mesh_for_seed(
-                generator, seed, mesh_resolution, mesh_level, truncation
-            )
+            result = sampling.mesh_for_seed(generator, seed, mesh_resolution, level, truncation)
             if len(result.faces) == 0:
                 print(f"warning: seed {seed} has no surface at --mesh-level {mesh_level} "
-                      "(an early model is thin): try a lower level", flush=True)  # fmt: skip
+                      "(an early model is thin): try --mesh-level auto", flush=True)  # fmt: skip
                 continue
             path = out / f"mesh-seed{seed}.{mesh_format}"
             result.export(path)

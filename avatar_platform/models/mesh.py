@@ -30,16 +30,23 @@ def density_grid(density: DensityFn, resolution: int, box_size: float,
     return values.reshape(resolution, resolution, resolution).float().cpu().numpy()
 
 
+AUTO_OCCUPANCY = 0.08  # share of the box inside the surface when the level is chosen for you
+
+
 def extract_mesh(density: DensityFn, resolution: int = 128, box_size: float = 1.0,
-                 level: float = 10.0, border: int = 1, color: ColorFn | None = None,
+                 level: float | None = 10.0, border: int = 1, color: ColorFn | None = None,
                  device="cpu") -> trimesh.Trimesh:  # fmt: skip
     """Marching cubes on the density grid; world-space vertices, optional vertex colours.
 
-    An empty or full grid (no surface at `level`) gives an empty mesh, not an error.
+    `level=None` picks the level that puts AUTO_OCCUPANCY of the box inside (useful for early
+    models whose densities have not reached EG3D's 10 yet). An empty or full grid (no surface at
+    the level) gives an empty mesh, not an error.
     """
     from skimage.measure import marching_cubes
 
     grid = density_grid(density, resolution, box_size, device=device)
+    if level is None:
+        level = float(np.quantile(grid, 1.0 - AUTO_OCCUPANCY))
     if border:
         fill = min(float(grid.min()), level - 1.0)  # the border is outside the surface
         grid[:border], grid[-border:] = fill, fill

@@ -68,7 +68,8 @@ def latent_walk(generator, seed_a: int, seed_b: int, frames: int, truncation_psi
 
 
 @torch.no_grad()
-def mesh_for_seed(generator, seed: int, resolution: int, level: float, truncation_psi: float):
+def mesh_for_seed(generator, seed: int, resolution: int, level: float | None,
+                  truncation_psi: float):  # fmt: skip
     """Marching cubes on the seed's density in the tri-plane box, coloured by the decoder."""
     ws = ws_for(generator, latent(generator, seed), truncation_psi)
     planes = generator.planes(ws)

@@ -1,0 +1,136 @@
+"""`train gan` and `sample` as a user meets them: outputs to look at, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import trimesh
+from PIL import Image
+
+from avatar_platform.cli.app import main
+from avatar_platform.core.config import resolve_config
+from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+
+
+def _run(capsys, *argv: str):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    GanTrainer(resolve_config(GanTrainingConfig, "gan", "tiny")).save(folder)
+    return folder
+
+
+def _fake_dataset(folder, resolution=32, columns=("image", "yaw", "pitch", "camera", "width",
+                                                   "height", "view_bin"), rows=8):  # fmt: skip
+    (folder / "data").mkdir(parents=True)
+    data = {name: [0] * rows for name in columns}
+    pq.write_table(pa.table(data), folder / "data" / "part-0.parquet")
+    card = {"resolution": resolution, "num_images": rows,
+            "shards": [{"file": "data/part-0.parquet", "rows": rows, "sha256": ""}]}  # fmt: skip
+    (folder / "dataset.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_sample_writes_views_turntable_walk_and_a_mesh(capsys, tiny_model, tmp_path):
+    out = tmp_path / "samples"
+    code, stdout, err = _run(
+        capsys, "sample", "--model", str(tiny_model), "--seeds", "0-1", "--views", "3",
+        "--frames", "4", "--walk", "0,1", "--mesh", "--mesh-resolution", "24",
+        "--mesh-level", "auto", "--mesh-format", "ply", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    views = np.asarray(Image.open(out / "views.png"))
+    assert views.shape == (2 * 32, 3 * 32, 3)
+    gif = Image.open(out / "turntable-seed0.gif")
+    assert gif.n_frames == 4
+    assert Image.open(out / "walk-0-1-w.gif").n_frames == 4
+    mesh = trimesh.load(out / "mesh-seed0.ply")
+    assert len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
+    assert np.abs(mesh.vertices).max() <= 0.5 + 1e-6  # inside the tri-plane box
+    assert "mesh     " in stdout
+
+
+def test_same_seed_same_views(capsys, tiny_model, tmp_path):
+    for name in ("a", "b"):
+        assert _run(capsys, "sample", "--model", str(tiny_model), "--seeds", "5",
+                    "--no-turntable", "--out", str(tmp_path / name))[0] == 0  # fmt: skip
+    a = np.asarray(Image.open(tmp_path / "a" / "views.png"))
+    b = np.asarray(Image.open(tmp_path / "b" / "views.png"))
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seeds", "3-1"], "cannot read seeds"),
+        (["--seeds", "-1"], "cannot read seeds"),
+        (["--seeds", "a,b"], "cannot read seeds"),
+        (["--walk", "1"], "--walk takes two seeds"),
+        (["--mesh-format", "stl"], "expected glb, ply or obj"),
+        (["--mesh-level", "high"], "expected a number or 'auto'"),
+    ],
+)
+def test_sample_bad_flags(capsys, tiny_model, tmp_path, args, message):
+    code, _, err = _run(capsys, "sample", "--model", str(tiny_model), "--out", str(tmp_path), *args)
+    assert code == 2 and message in err
+
+
+def test_sample_bad_models(capsys, tiny_model, tmp_path):
+    code, _, err = _run(capsys, "sample", "--model", str(tmp_path / "none"))
+    assert code == 2 and "is not a model" in err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for file in tiny_model.iterdir():
+        (broken / file.name).write_bytes(file.read_bytes())
+    (broken / "generator_ema.safetensors").write_bytes(b"\x00" * 64)
+    code, _, err = _run(capsys, "sample", "--model", str(broken))
+    assert code == 2 and "cannot read the weights" in err
+
+
+def test_train_dry_run_resolves_steps_from_kimg(capsys, tmp_path):
+    code, out, _ = _run(capsys, "train", "gan", "--data", str(tmp_path), "--preset", "tiny",
+                        "--kimg", "0.1", "--discriminator", "fine", "--dry-run")  # fmt: skip
+    resolved = json.loads(out)["gan"]
+    assert code == 0 and resolved["steps"] == 25  # 100 images / batch 4
+    assert resolved["discriminator"]["conditioning"]["mode"] == "fine"
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        ("none", [], "does not exist"),
+        ("empty", [], "not a complete dataset"),
+        ("schema", [], "wrong schema (missing columns ['camera'"),
+        (
+            "small",
+            ["--preset", "demo"],
+            "dataset's images are 32² but the preset's generator makes 64²",
+        ),
+        ("ok", ["--steps", "0"], "'gan.steps'"),
+        ("ok", ["--discriminator", "exact"], "'gan.discriminator.conditioning.mode'"),
+        ("ok", ["--batch-size", "64"], "fewer than one batch"),
+    ],
+)
+def test_train_bad_input(capsys, tmp_path, setup, args, message):
+    data = tmp_path / "ds"
+    if setup == "empty":
+        data.mkdir()
+    elif setup == "schema":
+        _fake_dataset(data, columns=("image", "yaw", "pitch", "width", "height", "view_bin"))
+    elif setup in ("small", "ok"):
+        _fake_dataset(data)
+    out = tmp_path / "run"
+    code, _, err = _run(capsys, "train", "gan", "--data", str(data), "--preset", "tiny",
+                        "--out", str(out), "--no-track", *args)  # fmt: skip
+    assert code == 2 and message in err, err
+    assert not (out / "model").exists()
