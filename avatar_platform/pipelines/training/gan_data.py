@@ -55,7 +55,8 @@ def open_dataset(folder: Path, img_resolution: int, batch_size: int) -> tuple[di
 
 
 def decode_batch(batch: dict, resolution: int) -> dict:
-    """PNG bytes → (B, 3, R, R) float32 in [-1, 1]; labels as float32."""
+    """PNG bytes → (B, 3, R, R) uint8 (a quarter of float32 in the object store); labels as
+    float32. The trainer scales images to [-1, 1]."""
     from PIL import Image
 
     images = []
@@ -63,7 +64,7 @@ def decode_batch(batch: dict, resolution: int) -> dict:
         image = Image.open(io.BytesIO(data)).convert("RGB")
         if image.size != (resolution, resolution):
             image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
-        images.append(np.asarray(image, np.float32).transpose(2, 0, 1) / 127.5 - 1.0)
+        images.append(np.asarray(image, np.uint8).transpose(2, 0, 1))
     return {
         "image": np.stack(images),
         "yaw": np.asarray(batch["yaw"], np.float32),
@@ -72,10 +73,20 @@ def decode_batch(batch: dict, resolution: int) -> dict:
     }
 
 
-def ray_dataset(files: list[str], resolution: int):
-    """A Ray Dataset of decoded training rows (decoding runs in Ray tasks, not in the workers)."""
+MATERIALIZE_BYTES = 1 << 30  # decoded datasets up to this size are decoded once, not per epoch
+
+
+def ray_dataset(files: list[str], resolution: int, num_images: int):
+    """A Ray Dataset of decoded training rows (decoding runs in Ray tasks, not in the workers).
+
+    A small dataset is decoded once and kept in the object store (otherwise every epoch would
+    start new read and decode tasks); a large one streams from Parquet each epoch.
+    """
     import ray
 
-    return ray.data.read_parquet(files, columns=["image", "yaw", "pitch", "camera"]).map_batches(
+    ds = ray.data.read_parquet(files, columns=["image", "yaw", "pitch", "camera"]).map_batches(
         decode_batch, fn_kwargs={"resolution": resolution}, batch_size=64
     )
+    if num_images * 3 * resolution * resolution <= MATERIALIZE_BYTES:
+        ds = ds.materialize()
+    return ds

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from avatar_platform.core.config import save_resolved
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.paths import ensure_writable_dir
+from avatar_platform.core.progress import progress_bar
 from avatar_platform.core.ray_runtime import check_ray_address, init_ray, require_resources
 from avatar_platform.core.tracking import configure_mlflow, flatten_params, tracking_uri
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
@@ -48,6 +50,37 @@ def _prepare_out(out: Path, resume: bool) -> None:
             f"'{out}' already holds a training run",
             fix="pass --resume to continue it, or choose another --out",
         )
+
+
+class _ProgressWatcher:
+    """Shows rank 0's progress file as a progress bar while `fit()` blocks the driver."""
+
+    def __init__(self, path: Path, total: int):
+        self.path, self.total = path, total
+        self.stop = threading.Event()
+
+    def _run(self) -> None:
+        shown = None
+        with progress_bar("training", self.total) as bar:
+            while not self.stop.wait(0.5):
+                try:
+                    step = int(json.loads(self.path.read_text())["step"])
+                except (OSError, ValueError, KeyError):
+                    continue
+                if shown is None:  # a resumed run starts where it left off
+                    shown = 0
+                bar.advance(step - shown)
+                shown = step
+
+    def __enter__(self):
+        self.path.unlink(missing_ok=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=5)
 
 
 def _use_gpu(config: GanTrainingConfig) -> bool:
@@ -100,6 +133,7 @@ def run_train_gan(config: GanTrainingConfig, data: Path, out: Path, *, resume: b
             "tracking_uri": tracking_uri() if track else None,
             "run_id": run_id if track else None,
             "cpu_threads": max(cores // config.workers, 1),
+            "progress_file": str(out / "progress.json"),
         },
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
@@ -114,11 +148,12 @@ def run_train_gan(config: GanTrainingConfig, data: Path, out: Path, *, resume: b
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
-        datasets={"train": ray_dataset(files, config.generator.img_resolution)},
+        datasets={"train": ray_dataset(files, config.generator.img_resolution, card["num_images"])},
     )
     started = time.perf_counter()
     try:
-        result = trainer.fit()
+        with _ProgressWatcher(out / "progress.json", config.steps):
+            result = trainer.fit()
     except ray.train.TrainingFailedError as err:
         raise AvatarPlatformError(
             f"training failed after {max_failures} restarts ({str(err).splitlines()[0][:300]})",

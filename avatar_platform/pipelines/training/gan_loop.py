@@ -6,6 +6,7 @@ checkpoints to `ray.train.report`; every rank reports, so the workers stay in st
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,13 @@ class RunLogger:
             self.client.log_image(self.run_id, image, artifact_file=path)
 
 
+def _write_progress(path: Path, step: int, metrics: dict) -> None:
+    """The driver's progress bar reads this (same machine); MLflow has the full record."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"step": step, "images_per_second": metrics["images_per_second"]}))
+    tmp.replace(path)
+
+
 def train_gan_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker."""
     import ray.train
@@ -70,6 +78,8 @@ def train_gan_loop(loop_config: dict) -> None:
         for batch in batches:
             metrics = trainer.train_step(batch)
             step = trainer.step
+            if rank == 0 and loop_config.get("progress_file"):
+                _write_progress(Path(loop_config["progress_file"]), step, metrics)
             if step % config.log_every == 0 or step == config.steps:
                 logger.metrics(metrics, step)
             if rank == 0 and (step % config.sample_every == 0 or step == config.steps):

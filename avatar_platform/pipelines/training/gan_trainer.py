@@ -65,7 +65,9 @@ class GanTrainer:
         """One G and one D update on `batch` (image (B, 3, R, R) in [-1, 1], yaw, pitch (B,),
         camera (B, 25)); returns scalar metrics."""
         cfg, started = self.config, time.perf_counter()
-        real = batch["image"].to(self.device, torch.float32)
+        real = batch["image"].to(self.device)
+        # datasets hold uint8; tests and in-memory callers may pass [-1, 1] floats
+        real = real.float() / 127.5 - 1.0 if real.dtype == torch.uint8 else real.float()
         yaw = batch["yaw"].to(self.device, torch.float32)
         pitch = batch["pitch"].to(self.device, torch.float32)
         camera = batch["camera"].to(self.device, torch.float32)
