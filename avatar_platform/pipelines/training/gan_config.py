@@ -37,6 +37,10 @@ class GanTrainingConfig(StrictConfig):
     checkpoint_every: int = Field(100, ge=1, description="checkpoint every N steps")
     log_every: int = Field(10, ge=1, description="log metrics every N steps")
     sample_every: int = Field(100, ge=1, description="log a sample grid every N steps")
+    fid_samples: int = Field(
+        256, ge=0, description="real images rank 0 keeps for FID/KID (0 = no FID in training)"
+    )
+    fid_every: int = Field(0, ge=0, description="FID/KID every N steps (0 = at the end only)")
 
     @model_validator(mode="after")
     def _sizes(self) -> GanTrainingConfig:

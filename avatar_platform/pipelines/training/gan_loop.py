@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from avatar_platform.pipelines.training.fid_tracker import FidTracker
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
 from avatar_platform.pipelines.training.gan_trainer import GanTrainer
 
@@ -71,17 +72,22 @@ def train_gan_loop(loop_config: dict) -> None:
         # a restart after a failure, or --resume: visible in MLflow
         logger.metrics({"resumed_from_step": trainer.step}, trainer.step)
     shard = ray.train.get_dataset_shard("train")
+    fid = FidTracker(config.fid_samples if rank == 0 else 0)
     metrics: dict[str, float] = {}
     while trainer.step < config.steps:
         batches = shard.iter_torch_batches(batch_size=trainer.per_worker_batch, drop_last=True,
                                            local_shuffle_buffer_size=4 * trainer.per_worker_batch)  # fmt: skip
         for batch in batches:
+            fid.collect(batch)
             metrics = trainer.train_step(batch)
             step = trainer.step
             if rank == 0 and loop_config.get("progress_file"):
                 _write_progress(Path(loop_config["progress_file"]), step, metrics)
             if step % config.log_every == 0 or step == config.steps:
                 logger.metrics(metrics, step)
+            last = step == config.steps
+            if fid.ready and (last or (config.fid_every and step % config.fid_every == 0)):
+                logger.metrics(fid.score(trainer.G_ema), step)
             if rank == 0 and (step % config.sample_every == 0 or step == config.steps):
                 grid = view_grid(trainer.G_ema, list(SAMPLE_SEEDS))
                 logger.image(grid, f"samples/step-{step:07d}.png")

@@ -79,6 +79,8 @@ def test_the_mlflow_run_has_params_metrics_and_images(two_worker_run, home):
     history = client.get_metric_history(two_worker_run.run_id, "loss_G")
     assert sorted(m.step for m in history) == [1, 2, 3, 4]
     assert "images_per_second" in run.data.metrics and "seconds_per_kimg" in run.data.metrics
+    fid = client.get_metric_history(two_worker_run.run_id, "fid")
+    assert [m.step for m in fid] == [4] and fid[0].value > 0  # at the end of training
     samples = {a.path for a in client.list_artifacts(two_worker_run.run_id, "samples")}
     assert "samples/step-0000002.png" in samples and "samples/step-0000004.png" in samples
     models = {a.path for a in client.list_artifacts(two_worker_run.run_id, "model")}
@@ -137,5 +139,5 @@ def test_more_workers_than_the_cluster_holds(tiny_dataset, tmp_path):
 
     cpus = int(ray.cluster_resources()["CPU"])
     with pytest.raises(AvatarPlatformError, match=f"{cpus + 1} workers need"):
-        run_train_gan(gan_config(workers=cpus + 1, batch_size=4 * (cpus + 1)), tiny_dataset,
+        run_train_gan(gan_config(workers=cpus + 1, batch_size=cpus + 1), tiny_dataset,
                       tmp_path / "run", track=False)  # fmt: skip
