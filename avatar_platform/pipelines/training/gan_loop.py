@@ -74,6 +74,7 @@ def train_gan_loop(loop_config: dict) -> None:
     shard = ray.train.get_dataset_shard("train")
     fid = FidTracker(config.fid_samples if rank == 0 else 0)
     metrics: dict[str, float] = {}
+    warm = {"step": None, "time": 0.0}  # throughput is measured after the first steps
     while trainer.step < config.steps:
         batches = shard.iter_torch_batches(batch_size=trainer.per_worker_batch, drop_last=True,
                                            local_shuffle_buffer_size=4 * trainer.per_worker_batch)  # fmt: skip
@@ -81,6 +82,14 @@ def train_gan_loop(loop_config: dict) -> None:
             fid.collect(batch)
             metrics = trainer.train_step(batch)
             step = trainer.step
+            if warm["step"] is None and step >= min(2, config.steps - 1):
+                warm.update(step=step, time=time.perf_counter())
+            elif warm["step"] is not None:
+                # wall clock between steps, data loading and reporting included
+                seconds = time.perf_counter() - warm["time"]
+                metrics["throughput_images_per_second"] = (
+                    (step - warm["step"]) * config.batch_size / max(seconds, 1e-9)
+                )
             if rank == 0 and loop_config.get("progress_file"):
                 _write_progress(Path(loop_config["progress_file"]), step, metrics)
             if step % config.log_every == 0 or step == config.steps:
