@@ -82,7 +82,7 @@ def main() -> None:
         for preset in args.presets.split(","):
             base = resolve_config(GanTrainingConfig, "gan", preset)
             data = args.data or _dataset(base.generator.img_resolution, Path(tmp) / preset)
-            steps = {"tiny": (10, 60), "demo": (5, 40)}.get(preset, (2, 6))
+            steps = {"tiny": (10, 40), "demo": (5, 30)}.get(preset, (2, 6))
             rate = _loop_rate(base, data, steps[1] - steps[0])
             print(json.dumps({"preset": preset, "mode": "loop", "workers": 1, "batch": base.batch_size,
                               "images_per_second": rate, "seconds_per_kimg": 1000 / rate,
