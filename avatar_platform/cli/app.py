@@ -47,6 +47,21 @@ def root(
     """StyleAvatar3D on Ray."""
 
 
+def _caused_by_interrupt(err: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the causes or contexts of `err`."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        todo += [current.__cause__, current.__context__]
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a user error is one line on stderr and exit code 2."""
     try:
@@ -67,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, click.ClickException):
             err.show()
             return err.exit_code
-        raise
+        if not _caused_by_interrupt(err):
+            raise
+        # a library's clean-up turned the Ctrl-C into its own error (Ray Data's executor
+        # shutdown can): still an interrupt to the user
+        result = INTERRUPTED
     if result == INTERRUPTED:
         print(
             "interrupted: finished parts are kept; re-run the same command to resume",

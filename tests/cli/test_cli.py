@@ -51,6 +51,35 @@ def test_dry_run_prints_the_resolved_config_and_writes_nothing(capsys, tmp_path)
     assert not out_dir.exists()
 
 
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_ctrl_c_is_exit_130_even_when_a_library_wraps_it(capsys, monkeypatch, tmp_path, wrapped):
+    from avatar_platform.pipelines.datagen import job
+
+    def interrupted(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            if wrapped:  # what a library's clean-up may raise while handling the Ctrl-C
+                raise RuntimeError("executor shut down") from interrupt
+            raise
+
+    monkeypatch.setattr(job, "run_generate", interrupted)
+    code, _, err = _run(capsys, "generate", "--preset", "tiny", "--out", str(tmp_path / "ds"))
+    assert code == 130
+    assert "re-run the same command to resume" in err
+
+
+def test_an_unexpected_error_is_not_taken_for_an_interrupt(monkeypatch, tmp_path):
+    from avatar_platform.pipelines.datagen import job
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(job, "run_generate", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["generate", "--preset", "tiny", "--out", str(tmp_path / "ds")])
+
+
 def test_styles_lists_the_catalog(capsys):
     code, out, _ = _run(capsys, "styles")
     assert code == 0 and len(out.strip().splitlines()) == 50 and "bronze-statue" in out

@@ -68,3 +68,19 @@ def test_marching_cubes_on_a_sphere_density_gives_its_radius():
 def test_no_surface_gives_an_empty_mesh():
     mesh = extract_mesh(lambda p: torch.zeros(len(p)), resolution=16, level=10.0)
     assert len(mesh.vertices) == 0
+
+
+def test_perturbed_samples_follow_the_callers_generator():
+    from avatar_platform.models.eg3d.volume_renderer import stratified_depths
+
+    def depths(seed: int):
+        # training keeps one CPU generator per worker, whatever device the model is on (the
+        # CUDA path is exercised by bench/gpu.py where a GPU is lent)
+        generator = torch.Generator().manual_seed(seed)
+        return stratified_depths(2, 5, 4, 1.0, 2.0, "cpu", True, generator)
+
+    torch.testing.assert_close(depths(3), depths(3))
+    assert not torch.equal(depths(3), depths(4))
+    bins = depths(3).squeeze(-1)
+    lower = torch.linspace(1.0, 2.0, 5)[:-1]
+    assert ((bins >= lower) & (bins < lower + 0.25)).all()  # one point inside each bin

@@ -31,13 +31,22 @@ def camera_rays(camera: torch.Tensor, resolution: int) -> tuple[torch.Tensor, to
     return origins, dirs
 
 
+def _uniform(shape: tuple[int, ...], device, generator: torch.Generator | None) -> torch.Tensor:
+    """U[0, 1) on `device`, drawn from `generator` wherever that generator lives: training draws
+    from one CPU generator, so a seed gives the same samples on CPU and GPU."""
+    device = torch.device(device)
+    if generator is None or generator.device == device:
+        return torch.rand(shape, device=device, generator=generator)
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
 def stratified_depths(batch: int, rays: int, samples: int, ray_start: float, ray_end: float,
                       device, perturb: bool, generator: torch.Generator | None = None):  # fmt: skip
     """(B, N, S, 1) depths: S evenly spaced bins, a random point in each when `perturb`."""
     edges = torch.linspace(ray_start, ray_end, samples + 1, device=device)
     width = (ray_end - ray_start) / samples
     if perturb:
-        offset = torch.rand(batch, rays, samples, 1, device=device, generator=generator)
+        offset = _uniform((batch, rays, samples, 1), device, generator)
     else:
         offset = torch.full((batch, rays, samples, 1), 0.5, device=device)
     return edges[:-1].reshape(1, 1, samples, 1) + offset * width
@@ -76,7 +85,7 @@ def importance_depths(depths: torch.Tensor, weights: torch.Tensor, samples: int,
     pdf = w / w.sum(dim=-1, keepdim=True)
     cdf = torch.cat([torch.zeros_like(pdf[:, :1]), torch.cumsum(pdf, dim=-1)], dim=-1)
     if perturb:
-        u = torch.rand(batch * rays, samples, device=depths.device, generator=generator)
+        u = _uniform((batch * rays, samples), depths.device, generator)
     else:
         u = torch.linspace(0, 1, samples, device=depths.device).expand(batch * rays, samples)
     u = u.contiguous()

@@ -28,11 +28,48 @@ def _tiny_tokenizer(folder: Path):
     return tokenizer, len(vocab)
 
 
+TINY = {
+    "unet": dict(block_out_channels=(8, 16), layers_per_block=1, sample_size=16,
+                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                 cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4),
+    "vae": dict(block_out_channels=(8, 16), norm_num_groups=4, sample_size=32,
+                down_block_types=("DownEncoderBlock2D",) * 2,
+                up_block_types=("UpDecoderBlock2D",) * 2),
+    "text": dict(hidden_size=16, intermediate_size=32, num_attention_heads=2,
+                 num_hidden_layers=2),
+    # the conditioning embedding must downsample like the VAE (×2 for two blocks)
+    "controlnet": dict(conditioning_embedding_out_channels=(8, 16)),
+}  # fmt: skip
+
+# Stable Diffusion 1.5's shapes (860M-parameter UNet, CLIP ViT-L/14 text tower, the 4-level VAE):
+# random weights with the real cost per image, for GPU speed measurements without the weights
+SD15 = {
+    "unet": dict(block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, sample_size=64,
+                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                 cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32),
+    "vae": dict(block_out_channels=(128, 256, 512, 512), norm_num_groups=32, sample_size=512,
+                layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4),
+    "text": dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                 num_hidden_layers=12),
+    "controlnet": dict(conditioning_embedding_out_channels=(16, 32, 96, 256)),
+}  # fmt: skip
+
+
 def build_tiny_stable_diffusion(folder: str | Path, seed: int = 0) -> dict[str, str]:
     """Write a tiny SD 1.5-shaped pipeline and two ControlNets (OpenPose, depth) under `folder`.
 
     Returns the local paths: `{"sd_model", "openpose_controlnet", "depth_controlnet"}`.
     """
+    return build_random_stable_diffusion(folder, TINY, "tiny", seed)
+
+
+def build_random_stable_diffusion(
+    folder: str | Path, shapes: dict, suffix: str, seed: int = 0, dtype=None
+) -> dict[str, str]:
+    """Write a random-weight SD pipeline of `shapes` (TINY or SD15) and two ControlNets."""
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -45,41 +82,18 @@ def build_tiny_stable_diffusion(folder: str | Path, seed: int = 0) -> dict[str, 
 
     folder = Path(folder)
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=2,
-        norm_num_groups=4,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    )
+    unet = UNet2DConditionModel(in_channels=4, out_channels=4, **shapes["unet"])
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, **shapes["vae"])
     tokenizer_dir = folder / "tokenizer-build"
     tokenizer, vocab_size = _tiny_tokenizer(tokenizer_dir)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            hidden_size=16,
-            intermediate_size=32,
-            num_attention_heads=2,
-            num_hidden_layers=2,
             vocab_size=vocab_size,
             max_position_embeddings=77,
             bos_token_id=0,
             eos_token_id=1,
             pad_token_id=1,
+            **shapes["text"],
         )
     )
     scheduler = DDIMScheduler(
@@ -99,17 +113,20 @@ def build_tiny_stable_diffusion(folder: str | Path, seed: int = 0) -> dict[str, 
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    paths = {"sd_model": folder / "sd-tiny"}
+    if dtype is not None:
+        pipe = pipe.to(dtype=dtype)
+    paths = {"sd_model": folder / f"sd-{suffix}"}
     pipe.save_pretrained(paths["sd_model"])
-    # the conditioning embedding must downsample like the VAE (×2 for two blocks)
     for name in ("openpose", "depth"):
-        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
+        controlnet = ControlNetModel.from_unet(unet, **shapes["controlnet"])
         with torch.no_grad():  # a ControlNet from a UNet starts with zero convs: perturb them
             for param in controlnet.parameters():
                 param.add_(torch.randn_like(param) * 0.02)
-        paths[f"{name}_controlnet"] = folder / f"controlnet-{name}-tiny"
+        if dtype is not None:
+            controlnet = controlnet.to(dtype=dtype)
+        paths[f"{name}_controlnet"] = folder / f"controlnet-{name}-{suffix}"
         controlnet.save_pretrained(paths[f"{name}_controlnet"])
-    (folder / "tiny-models.json").write_text(
+    (folder / f"{suffix}-models.json").write_text(
         json.dumps({k: str(v) for k, v in paths.items()}, indent=2)
     )
     return {k: str(v) for k, v in paths.items()}

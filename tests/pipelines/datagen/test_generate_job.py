@@ -163,8 +163,10 @@ def test_resume_after_ctrl_c_and_kill_9_yields_each_sample_once(ray_session, tmp
     driver = start()
     _wait_for_parts(driver, out, 2)
     driver.send_signal(signal.SIGINT)
-    assert driver.wait(timeout=60) == 130
-    assert "re-run the same command to resume" in driver.stderr.read().decode()
+    code = driver.wait(timeout=60)
+    stderr = driver.stderr.read().decode()
+    assert code == 130, stderr[-3000:]
+    assert "re-run the same command to resume" in stderr
     assert not (out / "dataset.json").exists()
 
     # 2. kill -9 of the driver, later in the run

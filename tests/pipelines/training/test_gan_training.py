@@ -106,21 +106,29 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tiny_dataset, home):
     out = home / "killed"
     config = gan_config(workers=2, steps=40, checkpoint_every=4, sample_every=1000)
     result: dict = {}
+
+    def train_workers() -> set[int]:
+        # Ray titles each actor process "ray::<class>..."; the state API would need the dashboard
+        return {p.pid for p in psutil.process_iter(["cmdline"])
+                if any("RayTrainWorker" in part for part in p.info["cmdline"] or [])}  # fmt: skip
+
+    earlier = train_workers()  # a previous test's workers may still be shutting down
     thread = threading.Thread(
         target=lambda: result.update(summary=run_train_gan(config, tiny_dataset, out))
     )
     thread.start()
     deadline = time.monotonic() + 240
+
     # a checkpoint counts once the next one is being written (the first is registered by then)
-    while (
-        time.monotonic() < deadline and len(list((out / "ray" / "train").glob("checkpoint_*"))) < 2
-    ):
+    # (Ray Train also writes checkpoint_manager_snapshot.json: count folders only)
+    def checkpoints() -> int:
+        return sum(p.is_dir() for p in (out / "ray" / "train").glob("checkpoint_*"))
+
+    while time.monotonic() < deadline and checkpoints() < 2:
         time.sleep(0.1)
-    # Ray titles each actor process "ray::<class>..."; the state API would need the dashboard
-    workers = [p for p in psutil.process_iter(["cmdline"])
-               if any("RayTrainWorker" in part for part in p.info["cmdline"] or [])]  # fmt: skip
+    workers = sorted(train_workers() - earlier)
     assert workers, "no training worker to kill"
-    os.kill(workers[0].pid, signal.SIGKILL)
+    os.kill(workers[0], signal.SIGKILL)
     thread.join(timeout=400)
     assert not thread.is_alive()
     summary = result["summary"]
