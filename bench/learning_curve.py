@@ -71,7 +71,7 @@ def main() -> None:
     from avatar_platform.core.config import resolve_config
     from avatar_platform.core.ray_runtime import init_ray
     from avatar_platform.pipelines.inference.model_loading import load_generator
-    from avatar_platform.pipelines.inference.sampling import multiview_grid, write_png
+    from avatar_platform.pipelines.inference.sampling import multiview_grid, write_png, ws_for_seed
     from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
     from avatar_platform.pipelines.training.gan_job import run_train_gan
     from avatar_platform.pipelines.training.gan_trainer import GanTrainer
@@ -95,7 +95,8 @@ def main() -> None:
             print(json.dumps({"step": summary.steps, "train_seconds": round(spent, 1),
                               **evaluate(summary.model, args.data)}), flush=True)  # fmt: skip
         args.docs.mkdir(parents=True, exist_ok=True)
-        grid = multiview_grid(load_generator(out), [0, 1, 2, 3], 4, 0.7)
+        generator = load_generator(out)
+        grid = multiview_grid(generator, [ws_for_seed(generator, s, 0.7) for s in range(4)], 4)
         write_png(grid, args.docs / f"gan-demo-step{summary.steps}.png")
 
 

@@ -73,21 +73,21 @@ def sample(
 
     generator = load_generator(model)
     out = ensure_writable_dir(out)
-    grid = sampling.multiview_grid(generator, seed_list, views, truncation)
+    avatars = {f"seed{seed}": sampling.ws_for_seed(generator, seed, truncation)
+               for seed in seed_list}  # fmt: skip
+    grid = sampling.multiview_grid(generator, list(avatars.values()), views)
     typer.echo(f"views    {sampling.write_png(grid, out / 'views.png')}")
-    for seed in seed_list:
+    for name, ws in avatars.items():
         if turntable:
-            frames_ = sampling.turntable(generator, seed, frames, truncation)
-            typer.echo(
-                f"turntable {sampling.write_gif(frames_, out / f'turntable-seed{seed}.gif')}"
-            )
+            frames_ = sampling.turntable(generator, ws, frames)
+            typer.echo(f"turntable {sampling.write_gif(frames_, out / f'turntable-{name}.gif')}")
         if mesh:
-            result = sampling.mesh_for_seed(generator, seed, mesh_resolution, level, truncation)
+            result = sampling.mesh_for_ws(generator, ws, mesh_resolution, level)
             if len(result.faces) == 0:
-                print(f"warning: seed {seed} has no surface at --mesh-level {mesh_level} "
+                print(f"warning: {name} has no surface at --mesh-level {mesh_level} "
                       "(an early model is thin): try --mesh-level auto", flush=True)  # fmt: skip
                 continue
-            path = out / f"mesh-seed{seed}.{mesh_format}"
+            path = out / f"mesh-{name}.{mesh_format}"
             result.export(path)
             typer.echo(f"mesh     {path} ({len(result.vertices)} vertices)")
     if walk_pair:

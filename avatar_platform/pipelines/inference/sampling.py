@@ -34,18 +34,27 @@ def render(generator, ws: torch.Tensor, yaws, pitch: float = 0.0) -> np.ndarray:
     return to_uint8(generator.synthesis(ws.expand(len(c), -1, -1), c)["image"])
 
 
-def multiview_grid(generator, seeds: list[int], views: int, truncation_psi: float) -> np.ndarray:
-    """Rows = seeds, columns = `views` yaws evenly around the head (front first)."""
-    yaws = [((360.0 * i / views) + 180.0) % 360.0 - 180.0 for i in range(views)]
-    rows = []
-    for seed in seeds:
-        ws = ws_for(generator, latent(generator, seed), truncation_psi)
-        rows.append(np.concatenate(list(render(generator, ws, yaws)), axis=1))
-    return np.concatenate(rows, axis=0)
+def ws_for_seed(generator, seed: int, truncation_psi: float) -> torch.Tensor:
+    """ws (1, num_ws, w_dim) of a seed."""
+    return ws_for(generator, latent(generator, seed), truncation_psi)
 
 
-def turntable(generator, seed: int, frames: int, truncation_psi: float) -> list[np.ndarray]:
-    ws = ws_for(generator, latent(generator, seed), truncation_psi)
+def view_yaws(views: int) -> list[float]:
+    """`views` yaws evenly around the head, front first."""
+    return [((360.0 * i / views) + 180.0) % 360.0 - 180.0 for i in range(views)]
+
+
+def view_row(generator, ws: torch.Tensor, views: int) -> np.ndarray:
+    """(R, views·R, 3) uint8: one avatar from `views` yaws side by side."""
+    return np.concatenate(list(render(generator, ws, view_yaws(views))), axis=1)
+
+
+def multiview_grid(generator, avatars: list[torch.Tensor], views: int) -> np.ndarray:
+    """Rows = avatars (each ws (1, num_ws, w_dim)), columns = `views` yaws (front first)."""
+    return np.concatenate([view_row(generator, ws, views) for ws in avatars], axis=0)
+
+
+def turntable(generator, ws: torch.Tensor, frames: int) -> list[np.ndarray]:
     yaws = [-180.0 + 360.0 * i / frames for i in range(frames)]
     return list(render(generator, ws, yaws, pitch=10.0))
 
@@ -68,10 +77,8 @@ def latent_walk(generator, seed_a: int, seed_b: int, frames: int, truncation_psi
 
 
 @torch.no_grad()
-def mesh_for_seed(generator, seed: int, resolution: int, level: float | None,
-                  truncation_psi: float):  # fmt: skip
-    """Marching cubes on the seed's density in the tri-plane box, coloured by the decoder."""
-    ws = ws_for(generator, latent(generator, seed), truncation_psi)
+def mesh_for_ws(generator, ws: torch.Tensor, resolution: int, level: float | None):
+    """Marching cubes on the avatar's density in the tri-plane box, coloured by the decoder."""
     planes = generator.planes(ws)
 
     def density(points):
@@ -83,6 +90,11 @@ def mesh_for_seed(generator, seed: int, resolution: int, level: float | None,
     box = generator.config.box_warp
     return extract_mesh(density, resolution, box, level, border=1, color=color,
                         device=ws.device)  # fmt: skip
+
+
+def mesh_for_seed(generator, seed: int, resolution: int, level: float | None,
+                  truncation_psi: float):  # fmt: skip
+    return mesh_for_ws(generator, ws_for_seed(generator, seed, truncation_psi), resolution, level)
 
 
 def write_gif(frames: list[np.ndarray], path: Path, fps: int = 12) -> Path:
