@@ -20,6 +20,22 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("AVATAR_HOME", str(tmp_path / "avatar-home"))
 
 
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory):
+    """One platform home for a whole test module, where tests share an MLflow store (creating
+    one costs seconds). Module fixtures run before the per-test home, hence os.environ here."""
+    home = tmp_path_factory.mktemp("module-home")
+    os.environ["AVATAR_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture
+def shared_home(_isolated_home, module_home, monkeypatch):
+    """Use with `pytestmark = pytest.mark.usefixtures("shared_home")` in such a module."""
+    monkeypatch.setenv("AVATAR_HOME", str(module_home))
+    return module_home
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole session: starting Ray costs ~6 s. More logical CPUs than
@@ -39,3 +55,40 @@ def tiny_sd(tmp_path_factory) -> dict[str, str]:
     from avatar_platform.pipelines.datagen.tiny_models import build_tiny_stable_diffusion
 
     return build_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tmp_path_factory):
+    """A `tiny`-preset generator model folder (random weights) with a recorded FID."""
+    import json
+
+    import torch
+
+    from avatar_platform.core.config import resolve_config
+    from avatar_platform.models.eg3d.generator import TriPlaneGenerator
+    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+
+    folder = tmp_path_factory.mktemp("tiny-generator")
+    torch.manual_seed(0)
+    generator = TriPlaneGenerator(resolve_config(GanTrainingConfig, "gan", "tiny").generator)
+    generator.save_pretrained(folder, "generator_ema")
+    (folder / "metrics.json").write_text(json.dumps({"fid": 123.5}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion(tiny_generator, tmp_path_factory):
+    """A `train diffusion` model folder (tiny preset, a few steps; no Ray) embedding
+    `tiny_generator`."""
+    from avatar_platform.core.config import resolve_config
+    from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
+    from avatar_platform.pipelines.training.diffusion_trainer import DiffusionTrainer
+
+    trainer = DiffusionTrainer(
+        resolve_config(DiffusionTrainingConfig, "diffusion", "tiny"), tiny_generator
+    )
+    for _ in range(3):
+        trainer.train_step()
+    folder = tmp_path_factory.mktemp("tiny-diffusion")
+    trainer.save(folder, {"eval/w_error": 1.0})
+    return folder

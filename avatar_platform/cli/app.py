@@ -12,6 +12,7 @@ import typer
 from avatar_platform import __version__
 from avatar_platform.cli import dataset as dataset_cli
 from avatar_platform.cli import generate as generate_cli
+from avatar_platform.cli import registry as registry_cli
 from avatar_platform.cli import sample as sample_cli
 from avatar_platform.cli import train as train_cli
 from avatar_platform.core.errors import AvatarPlatformError
@@ -30,6 +31,7 @@ app.command(name="styles")(generate_cli.styles)
 app.add_typer(dataset_cli.app, name="dataset")
 app.add_typer(train_cli.app, name="train")
 app.command(name="sample")(sample_cli.sample)
+app.add_typer(registry_cli.app, name="registry")
 
 
 def _version(value: bool) -> None:

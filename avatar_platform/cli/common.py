@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import sys
 
+import typer
+
 from avatar_platform.core.config import PRESETS
 
 PRESET_HELP = f"named preset: {' | '.join(PRESETS)}"
+
+# options every `train` command takes (typer reads these defaults; sharing them is safe)
+WORKERS = typer.Option(None, help="Ray Train workers (one GPU each on GPUs)")
+RESUME = typer.Option(False, help="continue the stopped run in --out")
+RAY_ADDRESS = typer.Option(None, help="join this Ray cluster (or RAY_ADDRESS)")
+TRACK = typer.Option(True, help="record the run in MLflow")
+DRY_RUN = typer.Option(False, "--dry-run", help="print the resolved config and exit")
 
 
 def echo_err(message: str) -> None:

@@ -1,4 +1,5 @@
-"""`avatar-platform sample`: views, turntables, latent walks and meshes from a trained generator."""
+"""`avatar-platform sample`: views, turntables, latent walks and meshes from seeds, or from a
+picture through the style diffusion."""
 
 from __future__ import annotations
 
@@ -35,8 +36,20 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def sample(
-    model: str = typer.Option(..., help="model folder, `train gan` output folder, or MLflow URI"),
-    seeds: str = typer.Option("0-3", help="seeds: '0,1,5' or '0-7'"),
+    model: str = typer.Option(
+        ...,
+        help="a model or `train` output folder, or an MLflow URI (models:/styleavatar3d@champion)",
+    ),
+    seeds: str | None = typer.Option(
+        None, help="seeds: '0,1,5' or '0-7' (default 0-3 without --image)"
+    ),
+    image: Path | None = typer.Option(
+        None, help="a picture (PNG/JPEG/WebP) → avatars, through the model's style diffusion"
+    ),
+    num_samples: int = typer.Option(4, min=1, max=16, help="avatars per --image (they differ)"),
+    guidance: float | None = typer.Option(
+        None, min=0.0, max=30.0, help="guidance λ for --image (default: the model's)"
+    ),
     views: int = typer.Option(4, min=1, max=64, help="views per seed in the grid"),
     truncation: float = typer.Option(0.7, min=0.0, max=1.0, help="truncation ψ (1 = none)"),
     turntable: bool = typer.Option(True, help="a turntable GIF per seed"),
@@ -51,8 +64,10 @@ def sample(
     mesh_format: str = typer.Option("glb", help="glb | ply | obj"),
     out: Path = typer.Option(Path("samples"), help="output folder"),
 ) -> None:
-    """Render a trained generator: a multi-view grid, turntables, a latent walk, meshes."""
-    seed_list = parse_seeds(seeds)
+    """Render avatars of a trained model: a multi-view grid, turntables, a latent walk, meshes."""
+    if seeds is None and image is None:
+        seeds = "0-3"
+    seed_list = parse_seeds(seeds) if seeds is not None else []
     walk_pair = parse_seeds(walk) if walk else None
     if walk_pair is not None and len(walk_pair) != 2:
         raise AvatarPlatformError(f"--walk takes two seeds, got '{walk}'", expected="e.g. '0,1'")
@@ -69,14 +84,31 @@ def sample(
 
     from avatar_platform.core.paths import ensure_writable_dir
     from avatar_platform.pipelines.inference import sampling
-    from avatar_platform.pipelines.inference.model_loading import load_generator
+    from avatar_platform.pipelines.inference.model_loading import (
+        load_generator,
+        resolve_package_folder,
+    )
 
-    generator = load_generator(model)
+    picture = None
+    if image is not None:
+        from avatar_platform.pipelines.inference.image_input import load_image
+
+        picture = load_image(image)  # a bad picture fails before any model is loaded
+    package = resolve_package_folder(model)
+    generator = load_generator(package)
     out = ensure_writable_dir(out)
     avatars = {f"seed{seed}": sampling.ws_for_seed(generator, seed, truncation)
                for seed in seed_list}  # fmt: skip
+    if picture is not None:
+        from avatar_platform.pipelines.inference.style_sampling import ws_from_image
+
+        ws = ws_from_image(package, generator, picture, num_samples, guidance)
+        avatars.update({f"image-sample{i}": ws[i : i + 1] for i in range(num_samples)})
+        picture.save(out / "input.png")
+        typer.echo(f"input    {out / 'input.png'}")
     grid = sampling.multiview_grid(generator, list(avatars.values()), views)
-    typer.echo(f"views    {sampling.write_png(grid, out / 'views.png')}")
+    path = sampling.write_png(grid, out / "views.png")
+    typer.echo(f"views    {path} (rows: {', '.join(avatars)}; columns: {views} yaws, front first)")
     for name, ws in avatars.items():
         if turntable:
             frames_ = sampling.turntable(generator, ws, frames)

@@ -1,4 +1,5 @@
-"""`avatar-platform train gan`: train the tri-plane GAN on a generated dataset (Ray Train)."""
+"""`avatar-platform train gan | diffusion`: the tri-plane GAN on a generated dataset, and the
+style-space diffusion on a trained generator (Ray Train, MLflow)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from avatar_platform.cli.common import PRESET_HELP, echo_err
+from avatar_platform.cli.common import (
+    DRY_RUN,
+    PRESET_HELP,
+    RAY_ADDRESS,
+    RESUME,
+    TRACK,
+    WORKERS,
+    echo_err,
+)
 
 app = typer.Typer(help="Train the models (Ray Train, tracked in MLflow).", no_args_is_help=True)
 
@@ -19,17 +28,17 @@ def gan(
     steps: int | None = typer.Option(None, help="training steps"),
     kimg: float | None = typer.Option(None, help="train on this many thousand images instead"),
     batch_size: int | None = typer.Option(None, help="images per step over all workers"),
-    workers: int | None = typer.Option(None, help="Ray Train workers (one GPU each on GPUs)"),
+    workers: int | None = WORKERS,
     discriminator: str | None = typer.Option(
         None, help="D condition: coarse-to-fine | fine | coarse | camera | none"
     ),
     out: Path | None = typer.Option(
         None, help="output folder (default: $AVATAR_HOME/runs/gan-<time>)"
     ),
-    resume: bool = typer.Option(False, help="continue the stopped run in --out"),
-    ray_address: str | None = typer.Option(None, help="join this Ray cluster (or RAY_ADDRESS)"),
-    track: bool = typer.Option(True, help="record the run in MLflow"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and exit"),
+    resume: bool = RESUME,
+    ray_address: str | None = RAY_ADDRESS,
+    track: bool = TRACK,
+    dry_run: bool = DRY_RUN,
 ) -> None:
     """Train the EG3D tri-plane GAN with the coarse-to-fine pose discriminator."""
     import json
@@ -64,3 +73,65 @@ def gan(
     if summary.run_id:
         typer.echo(f"mlflow   run {summary.run_id} (experiment 'train-gan')")
     typer.echo(f"next     avatar-platform sample --model {summary.out} --seeds 0-3 --mesh")
+
+
+@app.command()
+def diffusion(
+    generator: str = typer.Option(
+        ..., help="the trained generator: a `train gan` output or model folder, or an MLflow URI"
+    ),
+    preset: str = typer.Option("demo", help=PRESET_HELP),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML overriding the preset ('diffusion')"
+    ),
+    steps: int | None = typer.Option(None, help="training steps"),
+    batch_size: int | None = typer.Option(None, help="pairs per step over all workers"),
+    workers: int | None = WORKERS,
+    encoder: str | None = typer.Option(None, help="image encoder: cnn (built in) | clip"),
+    clip_model: str | None = typer.Option(
+        None, help="CLIP hub id or local folder (--encoder clip)"
+    ),
+    out: Path | None = typer.Option(
+        None, help="output folder (default: $AVATAR_HOME/runs/diffusion-<time>)"
+    ),
+    resume: bool = RESUME,
+    ray_address: str | None = RAY_ADDRESS,
+    track: bool = TRACK,
+    dry_run: bool = DRY_RUN,
+) -> None:
+    """Train the style-space diffusion: a frontal image → the generator's w (METHOD §4)."""
+    import json
+    import time
+
+    from avatar_platform.core.config import resolve_config
+    from avatar_platform.core.paths import platform_home
+    from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
+
+    overrides: dict = {"steps": steps, "batch_size": batch_size, "workers": workers,
+                       "encoder": {"kind": encoder, "clip_model": clip_model}}  # fmt: skip
+    cfg = resolve_config(DiffusionTrainingConfig, "diffusion", preset, config, overrides)
+    if out is None:
+        out = platform_home() / "runs" / time.strftime("diffusion-%Y%m%d-%H%M%S")
+    if dry_run:
+        typer.echo(
+            json.dumps({"out": str(out), "diffusion": cfg.model_dump(mode="json")}, indent=2)
+        )
+        return
+
+    from avatar_platform.pipelines.training.diffusion_job import EXPERIMENT, run_train_diffusion
+
+    echo_err(f"training the style diffusion ({cfg.encoder.kind} encoder) for {cfg.steps} steps "
+             f"(batch {cfg.batch_size}, {cfg.workers} worker(s)) on {generator} → {out}")  # fmt: skip
+    summary = run_train_diffusion(cfg, generator, out, resume=resume, ray_address=ray_address,
+                                  track=track)  # fmt: skip
+    echo_err(f"done: step {summary.steps} in {summary.seconds:.0f} s")
+    typer.echo(f"model    {summary.model}")
+    if (summary.model / "eval.png").is_file():
+        typer.echo(f"eval     {summary.model / 'eval.png'} (held-out inputs | avatar views)")
+    for key in ("eval/w_error", "eval/image_l1"):
+        if key in summary.metrics:
+            baseline = summary.metrics.get(f"{key}_mean_baseline")
+            typer.echo(f"{key:<14} {summary.metrics[key]:.4f} (mean-w baseline {baseline:.4f})")
+    if summary.run_id:
+        typer.echo(f"mlflow   run {summary.run_id} (experiment '{EXPERIMENT}')")
+    typer.echo(f"next     avatar-platform sample --model {summary.out} --image FACE.png")

@@ -7,11 +7,15 @@ from pathlib import Path
 
 from avatar_platform.core.paths import platform_home
 
+# mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; the value this process exported itself is
+# not the user's choice, so it must not outrank a later AVATAR_HOME
+_exported: str | None = None
+
 
 def tracking_uri() -> str:
-    """`MLFLOW_TRACKING_URI` when set, else a SQLite store under the platform home."""
+    """`MLFLOW_TRACKING_URI` when the user set it, else a SQLite store under the platform home."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
+    if uri and uri != _exported:
         return uri
     home = platform_home()
     home.mkdir(parents=True, exist_ok=True)
@@ -23,6 +27,19 @@ def artifact_root() -> Path:
     return platform_home() / "mlartifacts"
 
 
+def point_mlflow() -> str:
+    """Point the mlflow module at `tracking_uri()`; returns that URI."""
+    global _exported
+    import mlflow
+
+    uri = tracking_uri()
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before != uri:
+        _exported = os.environ.get("MLFLOW_TRACKING_URI")
+    return uri
+
+
 def configure_mlflow(experiment: str):
     """Point MLflow at the platform's store and select `experiment`; returns the mlflow module."""
     import logging
@@ -31,8 +48,7 @@ def configure_mlflow(experiment: str):
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    uri = point_mlflow()
     if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(experiment) is None:
         # a SQLite store would otherwise put artifacts in ./mlruns of the working directory
         mlflow.create_experiment(experiment, artifact_location=artifact_root().as_uri())

@@ -103,9 +103,9 @@ def test_generate_info_preview_and_mlflow_record(capsys, ray_session, tmp_path):
 
     import mlflow
 
-    from avatar_platform.core.tracking import tracking_uri
+    from avatar_platform.core.tracking import point_mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    point_mlflow()
     runs = mlflow.search_runs(experiment_names=["generate"], output_format="list")
     assert len(runs) == 1
     assert runs[0].data.params["num_images"] == "16"

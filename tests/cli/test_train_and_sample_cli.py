@@ -134,3 +134,76 @@ def test_train_bad_input(capsys, tmp_path, setup, args, message):
                         "--out", str(out), "--no-track", *args)  # fmt: skip
     assert code == 2 and message in err, err
     assert not (out / "model").exists()
+
+
+def test_sample_from_an_image_writes_views_turntables_and_meshes(capsys, tiny_diffusion, tmp_path):
+    picture = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), np.uint8)).save(picture)
+    out = tmp_path / "samples"
+    code, stdout, err = _run(
+        capsys, "sample", "--model", str(tiny_diffusion), "--image", str(picture),
+        "--num-samples", "2", "--views", "3", "--frames", "3", "--mesh",
+        "--mesh-resolution", "24", "--mesh-level", "auto", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    views = np.asarray(Image.open(out / "views.png"))
+    assert views.shape == (2 * 32, 3 * 32, 3)  # one row per sample, no seed rows
+    assert not np.array_equal(views[:32], views[32:])
+    assert Image.open(out / "turntable-image-sample1.gif").n_frames == 3
+    assert (out / "input.png").is_file() and (out / "mesh-image-sample0.glb").is_file()
+    assert "rows: image-sample0, image-sample1" in stdout
+
+
+def test_sample_an_image_with_a_generator_only_model_is_one_error(capsys, tiny_model, tmp_path):
+    picture = tmp_path / "face.png"
+    Image.new("RGB", (32, 32), "white").save(picture)
+    code, _, err = _run(capsys, "sample", "--model", str(tiny_model), "--image", str(picture),
+                        "--out", str(tmp_path / "out"))  # fmt: skip
+    assert code == 2 and "no style diffusion" in err
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_text("not an image"), "not an image"),
+        (lambda p: p.write_bytes(_png(64)[:80]), "truncated"),
+        (lambda p: Image.new("RGB", (1, 1)).save(p, format="PNG"), "too small"),
+        (lambda p: Image.new("CMYK", (40, 40)).save(p, format="JPEG"), None),  # accepted
+    ],
+)
+def test_sample_bad_pictures_fail_before_anything_is_written(capsys, tiny_diffusion, tmp_path,
+                                                             make, message):  # fmt: skip
+    picture = tmp_path / "face.png"
+    make(picture)
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, "sample", "--model", str(tiny_diffusion), "--image", str(picture),
+                        "--num-samples", "1", "--views", "1", "--no-turntable", "--out", str(out))  # fmt: skip
+    if message is None:
+        assert code == 0, err
+        return
+    assert code == 2 and message in err and err.startswith("error:")
+    assert not out.exists()
+
+
+def _png(size: int) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (size, size, 3), np.uint8)).save(
+        buffer, format="PNG"
+    )
+    return buffer.getvalue()
+
+
+def test_train_diffusion_dry_run_and_bad_generator(capsys, tmp_path):
+    code, out, _ = _run(capsys, "train", "diffusion", "--generator", str(tmp_path), "--preset",
+                        "tiny", "--encoder", "clip", "--clip-model", "/models/clip", "--dry-run")  # fmt: skip
+    resolved = json.loads(out)["diffusion"]
+    assert code == 0 and resolved["encoder"] == {**resolved["encoder"], "kind": "clip",
+                                                  "clip_model": "/models/clip"}  # fmt: skip
+    code, _, err = _run(capsys, "train", "diffusion", "--generator", str(tmp_path / "none"),
+                        "--preset", "tiny", "--out", str(tmp_path / "run"), "--no-track")  # fmt: skip
+    assert code == 2 and "is not a model" in err and not (tmp_path / "run").exists()
+    code, _, err = _run(capsys, "train", "diffusion", "--generator", str(tmp_path), "--preset",
+                        "tiny", "--encoder", "vit")  # fmt: skip
+    assert code == 2 and "encoder.kind" in err

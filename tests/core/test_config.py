@@ -244,3 +244,17 @@ def test_a_nested_cross_field_error_points_at_the_config_file_not_a_flag(tmp_pat
     message = info.value.message
     assert "'generate.camera'" in message and "low <= high" in message
     assert "--camera" not in message and "--config" in message
+
+
+def test_the_mlflow_store_follows_the_platform_home_unless_the_user_names_one(
+    tmp_path, monkeypatch
+):
+    from avatar_platform.core.tracking import point_mlflow, tracking_uri
+
+    monkeypatch.setenv("AVATAR_HOME", str(tmp_path / "a"))
+    assert point_mlflow() == f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}"
+    # mlflow exported that URI to the environment; a new home must still win over it
+    monkeypatch.setenv("AVATAR_HOME", str(tmp_path / "b"))
+    assert tracking_uri() == f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert tracking_uri() == "http://mlflow.example:5000"

@@ -7,7 +7,6 @@ is offline (`HF_HUB_OFFLINE=1`): a missing model is one clear error. fp16 + chan
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +15,7 @@ from pydantic import Field
 
 from avatar_platform.core.config import StrictConfig
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.core.hub import load_pretrained, model_source
 from avatar_platform.pipelines.datagen.backend import ImageRequest
 
 
@@ -45,56 +45,6 @@ class ControlNetBackendConfig(StrictConfig):
     )
     lora: str | None = Field(None, description="LoRA weights folder or file (diffusers format)")
     lora_scale: float = Field(1.0, description="strength of the LoRA")
-
-
-def _looks_like_path(source: str) -> bool:
-    return source.startswith(("/", "./", "../", "~")) or source.count("/") != 1
-
-
-def model_source(source: str, what: str) -> str:
-    """A local folder as an absolute path, or a hub id; a path that does not exist is an error."""
-    path = Path(source).expanduser()
-    if path.exists():
-        return str(path.resolve())
-    if _looks_like_path(source):
-        raise AvatarPlatformError(
-            f"the {what} '{source}' does not exist",
-            expected="a local model folder or a hub id like 'org/name'",
-            fix=f"check the path given for the {what}",
-        )
-    if _offline():
-        from huggingface_hub import snapshot_download
-
-        try:  # offline, a hub id is usable only when it is in the local cache already
-            snapshot_download(source, local_files_only=True)
-        except Exception:  # the hub client raises several types for "not cached"
-            raise AvatarPlatformError(
-                f"the {what} '{source}' is a hub id, the hub is offline (HF_HUB_OFFLINE=1) "
-                "and it is not in the local cache",
-                expected="a local model folder, or a hub id already downloaded",
-                fix="download it where the hub is reachable (huggingface-cli download "
-                f"{source} --local-dir DIR) and pass DIR",
-            ) from None
-    return source
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-
-
-def _load(loader, source: str, what: str, **kwargs):
-    try:
-        return loader(source, local_files_only=_offline() or None, **kwargs)
-    except (OSError, ValueError) as err:
-        where = (
-            "the hub is offline (HF_HUB_OFFLINE=1)" if _offline() else "the hub could not serve it"
-        )
-        raise AvatarPlatformError(
-            f"cannot load the {what} '{source}': it is not a complete local folder and {where} "
-            f"({str(err).splitlines()[0][:160]})",
-            expected="a local diffusers folder, or a hub id that is cached or reachable",
-            fix="download the weights once (huggingface-cli download ...) and pass the folder",
-        ) from None
 
 
 def file_digest(path: str | Path) -> str:
@@ -160,12 +110,14 @@ class ControlNetBackend:
         self.dtype = torch.float16 if use_fp16 else torch.float32
         self.sources = model_sources(config)
         controlnets = [
-            _load(ControlNetModel.from_pretrained, src, key.replace("_", " "), dtype=self.dtype)
+            load_pretrained(
+                ControlNetModel.from_pretrained, src, key.replace("_", " "), dtype=self.dtype
+            )
             for key, src in self.sources.items()
             if key.endswith("controlnet")
         ]
         controlnet = MultiControlNetModel(controlnets) if len(controlnets) > 1 else controlnets[0]
-        pipe = _load(
+        pipe = load_pretrained(
             StableDiffusionControlNetPipeline.from_pretrained,
             self.sources["sd_model"],
             "Stable Diffusion model",

@@ -1,8 +1,9 @@
-"""Find and load a trained generator from what a user passes as `--model`.
+"""Find and load a trained model from what a user passes as `--model`.
 
-Accepted: a model folder (holding generator.json + safetensors), a training output folder (its
-final `model/`, else its latest Ray Train checkpoint), or an MLflow URI (`runs:/<id>/model`,
-`models:/<name>/<version>` or `models:/<name>@<alias>`), downloaded to a local cache.
+Accepted: a model folder (a GAN folder of generator json + safetensors, or a diffusion folder with
+its generator in `generator/`), a training output folder (its final `model/`, else its latest Ray
+Train checkpoint), a downloaded MLflow model, or an MLflow URI (`runs:/<id>/model`,
+`models:/<name>/<version>` or `models:/<name>@<alias>`), downloaded to a temporary folder.
 """
 
 from __future__ import annotations
@@ -12,35 +13,90 @@ from pathlib import Path
 from avatar_platform.core.errors import AvatarPlatformError
 
 MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:")
+GAN_MARKERS = ("generator_ema.json", "generator.json")
+DIFFUSION_MARKER = "style_denoiser.json"
 
 
-def resolve_model_folder(spec: str | Path) -> Path:
+def is_gan_folder(path: Path) -> bool:
+    return any((path / marker).is_file() for marker in GAN_MARKERS)
+
+
+def is_diffusion_folder(path: Path) -> bool:
+    return (path / DIFFUSION_MARKER).is_file()
+
+
+def resolve_package_folder(spec: str | Path) -> Path:
+    """The top folder of a model: a GAN model folder, or a diffusion model folder (which holds
+    the generator it was trained on in `generator/`)."""
     text = str(spec)
     if text.startswith(MLFLOW_SCHEMES):
-        return _download(text)
+        return resolve_package_folder(_download(text))
     path = Path(text).expanduser()
-    if (path / "generator.json").is_file():
-        return path
-    if (path / "model" / "generator.json").is_file():
-        return path / "model"
+    for candidate in (path, path / "model"):
+        if is_diffusion_folder(candidate) or is_gan_folder(candidate):
+            return candidate
+    if (path / "MLmodel").is_file():
+        return resolve_package_folder(_pyfunc_data(path))
     checkpoints = sorted((path / "ray" / "train").glob("checkpoint_*")) if path.is_dir() else []
-    checkpoints = [c for c in checkpoints if (c / "generator.json").is_file()]
+    checkpoints = [c for c in checkpoints if is_diffusion_folder(c) or is_gan_folder(c)]
     if checkpoints:
         return checkpoints[-1]
     raise AvatarPlatformError(
         f"'{spec}' is not a model",
-        expected="a model folder (generator.json + generator.safetensors), a `train gan` output "
-        "folder, or an MLflow URI (runs:/<id>/model, models:/<name>@<alias>)",
-        fix="pass the --out of `avatar-platform train gan`",
+        expected="a model folder (generator_ema.json + .safetensors, or a diffusion model with "
+        "style_denoiser.json), a `train` output folder, or an MLflow URI (runs:/<id>/model, "
+        "models:/<name>@<alias>)",
+        fix="pass the --out of `avatar-platform train gan` or `train diffusion`",
     )
+
+
+def resolve_model_folder(spec: str | Path) -> Path:
+    """The GAN model folder to sample seeds from (a diffusion model's embedded generator)."""
+    folder = resolve_package_folder(spec)
+    if not is_diffusion_folder(folder):
+        return folder
+    generator = folder / "generator"
+    if not is_gan_folder(generator):
+        raise AvatarPlatformError(
+            f"the diffusion model '{folder}' has no generator in '{generator}'",
+            expected="the GAN model folder it was trained on, embedded as generator/",
+            fix="use the complete output of `avatar-platform train diffusion`",
+        )
+    return generator
+
+
+def _pyfunc_data(folder: Path) -> Path:
+    """Where a logged pyfunc model keeps its `data_path` (the MLmodel file says; not guessed)."""
+    import yaml
+
+    try:
+        flavors = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]
+        data = (folder / flavors["python_function"]["data"]).resolve()
+    except (yaml.YAMLError, OSError, KeyError, TypeError) as err:
+        raise AvatarPlatformError(
+            f"'{folder}' is an MLflow model without a model folder ({type(err).__name__}: {err})",
+            expected="a pyfunc model logged by `avatar-platform registry register`",
+        ) from None
+    # a hand-edited MLmodel could point anywhere on the disk
+    if not data.is_relative_to(folder.resolve()):
+        raise AvatarPlatformError(
+            f"'{folder / 'MLmodel'}' points outside its model ('{data}')",
+            expected="a data path inside the MLflow model",
+        )
+    return data
 
 
 def _download(uri: str) -> Path:
     import mlflow
 
-    from avatar_platform.core.tracking import tracking_uri
+    from avatar_platform.core import registry
+    from avatar_platform.core.tracking import point_mlflow, tracking_uri
 
-    mlflow.set_tracking_uri(tracking_uri())
+    registry.check_reachable()
+    if uri.startswith("models:/") and "@" in uri:
+        name, alias = uri.removeprefix("models:/").rstrip("/").split("@", 1)
+        registry.resolve_alias(name, alias)  # an unknown alias gets the error listing the others
+    point_mlflow()
     if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
         uri = uri.rstrip("/") + "/model"  # a run id alone means its model folder
     try:
@@ -50,7 +106,7 @@ def _download(uri: str) -> Path:
             f"cannot fetch '{uri}' from MLflow at {tracking_uri()} ({str(err).splitlines()[0][:200]})",
             fix="check the run id / model name, and MLFLOW_TRACKING_URI",
         ) from None
-    return resolve_model_folder(local)
+    return local
 
 
 def load_generator(spec: str | Path, ema: bool = True, device: str = "cpu"):

@@ -6,8 +6,6 @@ checkpoints to `ray.train.report`; every rank reports, so the workers stay in st
 
 from __future__ import annotations
 
-import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,39 +14,9 @@ import torch
 from avatar_platform.pipelines.training.fid_tracker import FidTracker
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
 from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+from avatar_platform.pipelines.training.ray_job import RunLogger, report_checkpoint, write_progress
 
 SAMPLE_SEEDS = (0, 1, 2, 3)
-
-
-class RunLogger:
-    """Rank 0's MLflow client for an existing run (no-op on other ranks or without a run)."""
-
-    def __init__(self, tracking_uri: str | None, run_id: str | None, enabled: bool):
-        self.run_id = run_id if enabled else None
-        if self.run_id:
-            from mlflow.tracking import MlflowClient
-
-            self.client = MlflowClient(tracking_uri=tracking_uri)
-
-    def metrics(self, metrics: dict[str, float], step: int) -> None:
-        if not self.run_id:
-            return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = [Metric(k.replace("/", "_"), float(v), now, step) for k, v in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=items)
-
-    def image(self, image, path: str) -> None:
-        if self.run_id:
-            self.client.log_image(self.run_id, image, artifact_file=path)
-
-
-def _write_progress(path: Path, step: int, metrics: dict) -> None:
-    """The driver's progress bar reads this (same machine); MLflow has the full record."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"step": step, "images_per_second": metrics["images_per_second"]}))
-    tmp.replace(path)
 
 
 def train_gan_loop(loop_config: dict) -> None:
@@ -91,7 +59,7 @@ def train_gan_loop(loop_config: dict) -> None:
                     (step - warm["step"]) * config.batch_size / max(seconds, 1e-9)
                 )
             if rank == 0 and loop_config.get("progress_file"):
-                _write_progress(Path(loop_config["progress_file"]), step, metrics)
+                write_progress(Path(loop_config["progress_file"]), step, metrics)
             if step % config.log_every == 0 or step == config.steps:
                 logger.metrics(metrics, step)
             last = step == config.steps
@@ -101,14 +69,6 @@ def train_gan_loop(loop_config: dict) -> None:
                 grid = view_grid(trainer.G_ema, list(SAMPLE_SEEDS))
                 logger.image(grid, f"samples/step-{step:07d}.png")
             if step % config.checkpoint_every == 0 or step == config.steps:
-                report = {"step": step, **metrics}
-                if rank == 0:
-                    with tempfile.TemporaryDirectory() as folder:
-                        trainer.save(Path(folder))
-                        ray.train.report(
-                            report, checkpoint=ray.train.Checkpoint.from_directory(folder)
-                        )
-                else:
-                    ray.train.report(report)
+                report_checkpoint(step, metrics, trainer.save, rank)
             if step >= config.steps:
                 break

@@ -14,7 +14,7 @@ import torch
 
 from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.core.tracking import tracking_uri
+from avatar_platform.core.tracking import point_mlflow
 from avatar_platform.models.eg3d.generator import TriPlaneGenerator
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.job import run_generate
@@ -49,7 +49,7 @@ def two_worker_run(tiny_dataset, home):
 
 
 def _client():
-    mlflow.set_tracking_uri(tracking_uri())
+    point_mlflow()
     return mlflow.MlflowClient()
 
 

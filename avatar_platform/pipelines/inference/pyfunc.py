@@ -1,0 +1,242 @@
+"""The registered `styleavatar3d` model as an MLflow pyfunc: seeds or pictures in, views and meshes
+out, one output row per avatar.
+
+Logged with `loader_module` (this module) and the model folder as `data_path`, so loading reads
+json + safetensors and never unpickles code. Used by `registry register`, `sample` and `serve`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.pipelines.inference import sampling
+from avatar_platform.pipelines.inference.model_loading import is_diffusion_folder, load_generator
+
+# column → (default, lowest, highest); the bounds keep one request from running for hours
+DEFAULTS: dict[str, tuple[Any, Any, Any]] = {
+    "views": (4, 1, 64),
+    "truncation": (0.7, 0.0, 1.0),
+    "mesh_resolution": (64, 16, 256),
+    "num_samples": (1, 1, 16),
+    "guidance": (None, 0.0, 30.0),  # None: the model's own λ (its training config)
+}
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class AvatarRequest:
+    """One checked input row: a seed or a picture, and how to render what it gives."""
+
+    index: int
+    seed: int | None
+    image: bytes | None
+    views: int
+    truncation: float
+    mesh: bool
+    mesh_resolution: int
+    num_samples: int
+    guidance: float | None
+
+
+def signature():
+    """The explicit MLflow signature: one row per request, one output row per avatar."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    inputs = Schema(
+        [
+            # Any, not long: pandas integer columns cannot hold NA, and a frame mixing seed rows
+            # and picture rows has NA seeds; rows are checked by parse_requests instead
+            ColSpec(AnyType(), "seed", required=False),
+            ColSpec("binary", "image", required=False),
+            ColSpec("long", "views", required=False),
+            ColSpec("double", "truncation", required=False),
+            ColSpec("boolean", "mesh", required=False),
+            ColSpec("long", "mesh_resolution", required=False),
+            ColSpec("long", "num_samples", required=False),
+            ColSpec("double", "guidance", required=False),
+        ]
+    )
+    outputs = Schema(
+        [
+            ColSpec("long", "request"),
+            ColSpec("long", "sample"),
+            ColSpec("binary", "views_png"),
+            ColSpec("binary", "mesh_glb"),
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # true for NaN only
+    except TypeError:
+        return True  # pd.NA: its comparison is NA, which has no truth value
+    except ValueError:
+        return False  # an array: present (and refused by the type checks)
+
+
+def _python(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value  # numpy scalars → Python
+
+
+def _integer(value: Any, column: str, row: int) -> int:
+    """An int from a cell that pandas may have turned into a float (NaN elsewhere in the column)."""
+    number = _python(value)
+    if isinstance(number, float) and math.isfinite(number) and number.is_integer():
+        number = int(number)
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise AvatarPlatformError(f"row {row}: {column} is {value!r}", expected="an integer")
+    return number
+
+
+def _number(value: Any, column: str, row: int) -> float:
+    number = _python(value)
+    if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+        raise AvatarPlatformError(f"row {row}: {column} is {value!r}", expected="a number")
+    return float(number)
+
+
+def _bounded(row: dict[str, Any], column: str, index: int, integer: bool) -> int | float | None:
+    default, low, high = DEFAULTS[column]
+    value = row.get(column)
+    if _missing(value):
+        return default
+    number = _integer(value, column, index) if integer else _number(value, column, index)
+    if not low <= number <= high:
+        raise AvatarPlatformError(
+            f"row {index}: {column} is {number}", expected=f"{column} between {low} and {high}"
+        )
+    return number
+
+
+def parse_requests(frame: pd.DataFrame) -> list[AvatarRequest]:
+    """Check every row before any rendering starts; a bad row is one error naming it."""
+    if len(frame) == 0:
+        raise AvatarPlatformError(
+            "the request has no rows", expected="one row per avatar with a `seed` or an `image`"
+        )
+    requests = []
+    for index, row in enumerate(frame.to_dict("records")):
+        seed, image = row.get("seed"), row.get("image")
+        has_seed, has_image = not _missing(seed), not _missing(image)
+        if has_seed == has_image:
+            raise AvatarPlatformError(
+                f"row {index} has {'both a seed and an image' if has_seed else 'no seed and no image'}",
+                expected="exactly one of `seed` (an integer) or `image` (PNG/JPEG bytes) per row",
+            )
+        if has_seed:
+            seed = _integer(seed, "seed", index)
+            if not 0 <= seed <= MAX_SEED:
+                raise AvatarPlatformError(f"row {index}: seed is {seed}", expected="a seed >= 0")
+        if has_image and not isinstance(image, bytes | bytearray | memoryview):
+            raise AvatarPlatformError(
+                f"row {index}: image is a {type(image).__name__}",
+                expected="the bytes of a PNG or JPEG file",
+            )
+        mesh = row.get("mesh")
+        mesh = False if _missing(mesh) else _python(mesh)
+        if not isinstance(mesh, bool):
+            raise AvatarPlatformError(f"row {index}: mesh is {mesh!r}", expected="true or false")
+        requests.append(
+            AvatarRequest(
+                index=index,
+                seed=seed if has_seed else None,
+                image=bytes(image) if has_image else None,
+                views=_bounded(row, "views", index, integer=True),
+                truncation=_bounded(row, "truncation", index, integer=False),
+                mesh=mesh,
+                mesh_resolution=_bounded(row, "mesh_resolution", index, integer=True),
+                num_samples=_bounded(row, "num_samples", index, integer=True),
+                guidance=_bounded(row, "guidance", index, integer=False),
+            )
+        )
+    return requests
+
+
+def png_bytes(image) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class StyleAvatar3DModel:
+    """What `_load_pyfunc` returns: the generator, and the package folder for the diffusion parts."""
+
+    def __init__(self, folder: Path, generator) -> None:
+        self.folder = Path(folder)
+        self.generator = generator
+        self.has_image_conditioning = is_diffusion_folder(self.folder)
+
+    def predict(self, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """(requests) → one row per avatar: request, sample, views_png, mesh_glb.
+
+        `params` is accepted for MLflow's calling convention; the signature declares none.
+        """
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        requests = parse_requests(frame)
+        if not self.has_image_conditioning and any(r.image is not None for r in requests):
+            raise AvatarPlatformError(
+                "this model has no image conditioning (a generator-only package)",
+                expected="`seed` rows for this model",
+                fix="register a `train diffusion` output to turn pictures into avatars, "
+                "or send seeds",
+            )
+        rows = []
+        for request in requests:
+            for sample, ws in enumerate(self._avatars(request)):
+                rows.append(
+                    {
+                        "request": request.index,
+                        "sample": sample,
+                        "views_png": self._views(ws, request.views),
+                        "mesh_glb": self._mesh(ws, request) if request.mesh else b"",
+                    }
+                )
+        return pd.DataFrame(rows, columns=["request", "sample", "views_png", "mesh_glb"])
+
+    def _avatars(self, request: AvatarRequest) -> list[torch.Tensor]:
+        """The ws (1, num_ws, w_dim) of each avatar a request asks for."""
+        if request.seed is not None:
+            return [sampling.ws_for_seed(self.generator, request.seed, request.truncation)]
+        from avatar_platform.pipelines.inference.image_input import load_image
+        from avatar_platform.pipelines.inference.style_sampling import ws_from_image
+
+        image = load_image(request.image, name=f"the image of row {request.index}")
+        ws = ws_from_image(self.folder, self.generator, image, request.num_samples,
+                           request.guidance)  # fmt: skip
+        return [ws[i : i + 1] for i in range(len(ws))]
+
+    def _views(self, ws: torch.Tensor, views: int) -> bytes:
+        return png_bytes(sampling.view_row(self.generator, ws, views))
+
+    def _mesh(self, ws: torch.Tensor, request: AvatarRequest) -> bytes:
+        # level None: a registered model may be early in training, below EG3D's level 10
+        mesh = sampling.mesh_for_ws(self.generator, ws, request.mesh_resolution, None)
+        return mesh.export(file_type="glb")  # a valid, empty GLB when there is no surface
+
+
+def load_model(folder: str | Path, device: str | None = None) -> StyleAvatar3DModel:
+    """The pyfunc model of a package folder (a GAN or diffusion model folder)."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return StyleAvatar3DModel(Path(folder), load_generator(folder, device=device))
+
+
+def _load_pyfunc(data_path: str) -> StyleAvatar3DModel:
+    """MLflow's entry point: `data_path` is the model folder copied into the logged model."""
+    return load_model(data_path)

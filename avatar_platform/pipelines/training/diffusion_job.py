@@ -1,0 +1,42 @@
+"""`avatar-platform train diffusion`: the style-space diffusion on Ray Train, tracked in MLflow.
+
+Reads a trained generator (a model folder, a `train gan` output, or an MLflow URI); writes the
+shared training output layout (see ray_job.py) whose `model/` embeds that generator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from avatar_platform.pipelines.inference.model_loading import load_generator, resolve_model_folder
+from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
+from avatar_platform.pipelines.training.diffusion_loop import train_diffusion_loop
+from avatar_platform.pipelines.training.ray_job import TrainSummary, fit, prepare, start_run
+
+EXPERIMENT = "train-diffusion"
+
+
+def check_inputs(config: DiffusionTrainingConfig, generator: str | Path) -> Path:
+    """The generator's model folder, loaded once here so that a bad one fails before Ray starts."""
+    folder = resolve_model_folder(generator)
+    load_generator(folder)
+    if config.encoder.kind == "clip":
+        from avatar_platform.core.hub import model_source
+
+        model_source(config.encoder.clip_model, "CLIP image encoder")
+    return folder
+
+
+def run_train_diffusion(config: DiffusionTrainingConfig, generator: str | Path, out: Path, *,
+                        resume: bool = False, ray_address: str | None = None, track: bool = True,
+                        max_failures: int = 2) -> TrainSummary:  # fmt: skip
+    """Train (or continue training) the style diffusion of `generator`."""
+    generator_folder = check_inputs(config, generator)
+    out, gpu = prepare(config, out, resume=resume, ray_address=ray_address)
+    run_id = None
+    if track:
+        run_id = start_run(out, EXPERIMENT, f"diffusion-{out.name}", config,
+                           tags={"generator": str(generator), "output": str(out)})  # fmt: skip
+    loop_config = {"config": config.model_dump(mode="json"), "generator": str(generator_folder)}
+    return fit(train_diffusion_loop, loop_config, out=out, workers=config.workers, gpu=gpu,
+               steps=config.steps, max_failures=max_failures, run_id=run_id)  # fmt: skip

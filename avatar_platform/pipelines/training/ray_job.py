@@ -1,0 +1,243 @@
+"""What every `avatar-platform train ...` job shares: its output folder, its MLflow run, a
+Ray Train TorchTrainer with failure restarts, the driver's progress bar, and the final model
+folder copied out of the last checkpoint.
+
+Output folder: `model/` (the final model folder), `ray/` (Ray Train's run and checkpoints,
+which `--resume` continues), `run.json` (the MLflow run), `config.resolved.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.core.progress import progress_bar
+from avatar_platform.core.tracking import (
+    configure_mlflow,
+    flatten_params,
+    point_mlflow,
+    tracking_uri,
+)
+
+RUN_NAME = "train"
+
+
+@dataclass
+class TrainSummary:
+    out: Path
+    model: Path
+    steps: int
+    seconds: float
+    run_id: str | None
+    metrics: dict
+
+
+def prepare_out(out: Path, resume: bool) -> None:
+    has_run = (out / "ray" / RUN_NAME).exists()
+    if resume and not has_run:
+        raise AvatarPlatformError(
+            f"nothing to resume in '{out}' (no earlier training run there)",
+            fix="pass the --out of the stopped run, or drop --resume to start a new one",
+        )
+    if not resume and (has_run or (out / "model").exists()):
+        raise AvatarPlatformError(
+            f"'{out}' already holds a training run",
+            fix="pass --resume to continue it, or choose another --out",
+        )
+
+
+class ProgressWatcher:
+    """Shows rank 0's progress file as a progress bar while `fit()` blocks the driver."""
+
+    def __init__(self, path: Path, total: int):
+        self.path, self.total = path, total
+        self.stop = threading.Event()
+
+    def _run(self) -> None:
+        shown = None
+        with progress_bar("training", self.total) as bar:
+            while not self.stop.wait(0.5):
+                try:
+                    step = int(json.loads(self.path.read_text())["step"])
+                except (OSError, ValueError, KeyError):
+                    continue
+                if shown is None:  # a resumed run starts where it left off
+                    shown = 0
+                bar.advance(step - shown)
+                shown = step
+
+    def __enter__(self):
+        self.path.unlink(missing_ok=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+class RunLogger:
+    """Rank 0's MLflow client for an existing run (no-op on other ranks or without a run)."""
+
+    def __init__(self, tracking_uri: str | None, run_id: str | None, enabled: bool):
+        self.run_id = run_id if enabled else None
+        if self.run_id:
+            from mlflow.tracking import MlflowClient
+
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+
+    def metrics(self, metrics: dict[str, float], step: int) -> None:
+        if not self.run_id:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k.replace("/", "_"), float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=items)
+
+    def image(self, image, path: str) -> None:
+        if self.run_id:
+            self.client.log_image(self.run_id, image, artifact_file=path)
+
+
+def report_checkpoint(step: int, metrics: dict, save: Callable[[Path], None], rank: int) -> None:
+    """Every rank reports (the workers stay in step); rank 0 attaches the checkpoint `save` writes."""
+    import ray.train
+
+    report = {"step": step, **metrics}
+    if rank != 0:
+        ray.train.report(report)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        save(Path(folder))
+        ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def write_progress(path: Path, step: int, metrics: dict) -> None:
+    """Rank 0 writes this for the driver's progress bar (same machine); MLflow has the record."""
+    tmp = path.with_suffix(".tmp")
+    rate = metrics.get("images_per_second", 0.0)
+    tmp.write_text(json.dumps({"step": step, "images_per_second": rate}))
+    tmp.replace(path)
+
+
+def use_gpu(requested: bool | None) -> bool:
+    import ray
+
+    if requested is not None:
+        return requested
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def prepare(config, out: Path, *, resume: bool, ray_address: str | None,
+            extra_cpus: int = 1) -> tuple[Path, bool]:  # fmt: skip
+    """Everything before `fit`: the cluster is reachable and big enough, the output folder is
+    writable and right for `resume`, the resolved config is saved. Returns (out, use GPUs)."""
+    from avatar_platform.core.config import save_resolved
+    from avatar_platform.core.paths import ensure_writable_dir
+    from avatar_platform.core.ray_runtime import check_ray_address, init_ray, require_resources
+
+    check_ray_address(ray_address)
+    out = ensure_writable_dir(out)
+    prepare_out(out, resume)
+    init_ray(ray_address, min_cpus=config.workers + extra_cpus)
+    gpu = use_gpu(config.use_gpu)
+    require_resources(config.workers, {"num_cpus": 1, **({"num_gpus": 1} if gpu else {})})
+    save_resolved(config, out / "config.resolved.json")
+    return out, gpu
+
+
+def start_run(out: Path, experiment: str, run_name: str, config, tags: dict,
+              extra_params: dict | None = None) -> str:  # fmt: skip
+    """The MLflow run of this output folder: the one in `run.json`, or a new one."""
+    run_file = out / "run.json"
+    if run_file.exists():
+        return json.loads(run_file.read_text())["run_id"]
+    mlflow = configure_mlflow(experiment)
+    client = mlflow.MlflowClient()
+    run = client.create_run(mlflow.get_experiment_by_name(experiment).experiment_id,
+                            run_name=run_name, tags=tags)  # fmt: skip
+    run_id = run.info.run_id
+    params = {**flatten_params(config.model_dump(mode="json")), **(extra_params or {})}
+    for key, value in params.items():
+        client.log_param(run_id, key, value)
+    client.log_dict(run_id, config.model_dump(mode="json"), "config.json")
+    run_file.write_text(json.dumps({"run_id": run_id, "tracking_uri": tracking_uri()}) + "\n")
+    return run_id
+
+
+def fit(loop: Callable[[dict], None], loop_config: dict, *, out: Path, workers: int, gpu: bool,
+        steps: int, max_failures: int, run_id: str | None,
+        datasets: dict | None = None) -> TrainSummary:  # fmt: skip
+    """Run `loop` on `workers` Ray Train workers, then copy the last checkpoint to `out/model`
+    (whole or not at all) and attach it to the MLflow run."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    cores = os.cpu_count() or 1
+    trainer = TorchTrainer(
+        loop,
+        train_loop_config={
+            **loop_config,
+            "tracking_uri": tracking_uri() if run_id else None,
+            "run_id": run_id,
+            "cpu_threads": max(cores // workers, 1),
+            "progress_file": str(out / "progress.json"),
+        },
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=workers,
+            use_gpu=gpu,
+            # Ray Train names resources as the cluster does (CPU/GPU), not as tasks do
+            resources_per_worker={"CPU": 1, **({"GPU": 1} if gpu else {})},
+        ),
+        run_config=ray.train.RunConfig(
+            name=RUN_NAME,
+            storage_path=str(out / "ray"),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+        datasets=datasets,
+    )
+    started = time.perf_counter()
+    try:
+        with ProgressWatcher(out / "progress.json", steps):
+            result = trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        raise AvatarPlatformError(
+            f"training failed after {max_failures} restarts ({str(err).splitlines()[0][:300]})",
+            fix=f"see the worker logs; the last checkpoint is kept: re-run with --resume --out {out}",
+        ) from None
+    seconds = time.perf_counter() - started
+    if result.checkpoint is None:
+        raise AvatarPlatformError("training finished without a checkpoint")
+    model = out / "model"
+    staging = out / ".model-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    with result.checkpoint.as_directory() as folder:
+        shutil.copytree(folder, staging)
+    metrics = dict(result.metrics or {})
+    # the final numbers travel with the model (the registry's promotion gate reads `fid`)
+    numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    written = staging / "metrics.json"  # a loop's own record (e.g. the generator's FID) wins
+    numeric.update(json.loads(written.read_text()) if written.is_file() else {})
+    written.write_text(json.dumps(numeric, indent=2) + "\n")
+    shutil.rmtree(model, ignore_errors=True)
+    staging.rename(model)
+    if run_id:
+        import mlflow
+
+        point_mlflow()
+        client = mlflow.MlflowClient()
+        client.log_artifacts(run_id, str(model), "model")
+        client.set_terminated(run_id)
+    return TrainSummary(out, model, int(metrics.get("step", steps)), seconds, run_id, metrics)
