@@ -30,10 +30,22 @@ demo: $(STAMP)
 		--data $(DEMO_OUT)/dataset --out $(DEMO_OUT)/gan
 	$(BIN)/avatar-platform sample --model $(DEMO_OUT)/gan --seeds 0-3 --views 4 --frames 24 \
 		--walk 0,1 --mesh --mesh-level auto --out $(DEMO_OUT)/samples
+	test -d $(DEMO_OUT)/diffusion/model || $(BIN)/avatar-platform train diffusion --preset demo \
+		--generator $(DEMO_OUT)/gan --out $(DEMO_OUT)/diffusion
+	$(BIN)/avatar-platform registry register $(DEMO_OUT)/diffusion
+	$(BIN)/avatar-platform registry promote styleavatar3d latest --alias champion
+	$(BIN)/avatar-platform dataset export $(DEMO_OUT)/dataset --yaw 0 --count 1 --style anime \
+		--out $(DEMO_OUT)/pictures
+	$(BIN)/avatar-platform sample --model models:/styleavatar3d@champion \
+		--image "$$(ls $(DEMO_OUT)/pictures/*.png | head -n 1)" --num-samples 4 --views 4 \
+		--frames 24 --mesh --mesh-level auto --out $(DEMO_OUT)/from-image
 	@echo ""
 	@echo "Look at: $(DEMO_OUT)/dataset/preview.png   (the dataset: styles x views)"
 	@echo "         $(DEMO_OUT)/samples/views.png      (the trained 3D GAN: seeds x views)"
 	@echo "         $(DEMO_OUT)/samples/turntable-seed0.gif, walk-0-1-w.gif, mesh-seed0.glb"
+	@echo "         $(DEMO_OUT)/diffusion/model/eval.png (held-out pictures | their avatars)"
+	@echo "         $(DEMO_OUT)/from-image/input.png, views.png (a picture -> 4 avatars)"
+	@echo "Registry: $(BIN)/avatar-platform registry list"
 	@echo "MLflow:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(AVATAR_HOME)/mlflow.db"
 
 lint: $(STAMP)

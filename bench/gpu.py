@@ -1,6 +1,8 @@
 """GPU benchmark: the GAN step per preset on one GPU, and the ControlNet backend in fp16.
 
 Runs where a CUDA GPU is present and without Ray (one process, one GPU):
+  * `diffusion`: the style diffusion's training step (pairs rendered on the fly) and the
+    latency of one picture → avatar, demo and paper presets (random weights, CLIP-L shapes).
   * `gan`: GanTrainer steps on random uint8 batches with real dataset cameras, for each preset,
     bf16 autocast and fp32; images/s and s/kimg per GPU after warm-up steps, peak memory.
   * `controlnet`: the `controlnet` backend (the code path real weights take) on random-weight
@@ -8,7 +10,7 @@ Runs where a CUDA GPU is present and without Ray (one process, one GPU):
     `--sd15`, Stable Diffusion 1.5's shapes (860M UNet + two ControlNets) at 512², which costs what
     the real weights cost per image.
 Prints one JSON object per measurement. Usage:
-    python bench/gpu.py [--parts gan,controlnet] [--sd15] [--paper-batches 4,32]
+    python bench/gpu.py [--parts gan,controlnet,diffusion] [--sd15] [--paper-batches 4,32]
 """
 
 from __future__ import annotations
@@ -135,6 +137,59 @@ def controlnet(sd15: bool, device_name: str) -> None:
             torch.cuda.empty_cache()
 
 
+def diffusion(device_name: str, presets: tuple[str, ...] = ("demo", "paper")) -> None:
+    """The style diffusion's training step and image → avatar latency on GPU: the paper preset
+    (CLIP ViT-L/14-shaped encoder with random weights, the paper generator with random weights)."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from avatar_platform.core.config import resolve_config
+    from avatar_platform.models.eg3d.generator import TriPlaneGenerator
+    from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
+    from avatar_platform.pipelines.training.diffusion_trainer import DiffusionTrainer
+    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in presets:
+            folder = Path(tmp) / preset
+            gan = resolve_config(GanTrainingConfig, "gan", preset)
+            TriPlaneGenerator(gan.generator).save_pretrained(folder / "g", "generator_ema")
+            overrides: dict = {"w_stats_samples": 256, "pair_pool": 0}
+            if preset == "paper":
+                clip = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                        num_attention_heads=16, image_size=224, patch_size=14,
+                                        projection_dim=768)  # fmt: skip
+                CLIPVisionModelWithProjection(clip).save_pretrained(folder / "clip")
+                overrides["encoder"] = {"clip_model": str(folder / "clip")}
+                overrides["batch_size"] = 32  # per GPU: the preset is 256 over 8 GPUs
+            config = resolve_config(
+                DiffusionTrainingConfig, "diffusion", preset, overrides=overrides
+            )
+            torch.cuda.reset_peak_memory_stats()
+            trainer = DiffusionTrainer(config, folder / "g", device="cuda")
+            losses = [trainer.train_step()["loss"] for _ in range(2)]
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(5):
+                losses.append(trainer.train_step()["loss"])
+            torch.cuda.synchronize()
+            step = (time.perf_counter() - start) / 5
+            w, images = trainer.pairs(1, torch.Generator().manual_seed(0))
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            trainer.evaluate(w, images)  # one image → w (DDIM) → frontal render, + the baseline
+            torch.cuda.synchronize()
+            _emit(part="diffusion", preset=preset, batch=config.batch_size,
+                  seconds_per_step=step, pairs_per_second=config.batch_size / step,
+                  image_to_avatar_seconds=time.perf_counter() - start,
+                  inference_steps=config.schedule.inference_steps,
+                  finite_losses=bool(torch.isfinite(torch.tensor(losses)).all()),
+                  peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30,
+                  device=device_name)  # fmt: skip
+            del trainer
+            torch.cuda.empty_cache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="gan,controlnet")
@@ -152,6 +207,8 @@ def main() -> None:
         gan([int(b) for b in args.paper_batches.split(",")], device_name)
     if "controlnet" in parts:
         controlnet(args.sd15, device_name)
+    if "diffusion" in parts:
+        diffusion(device_name)
 
 
 if __name__ == "__main__":

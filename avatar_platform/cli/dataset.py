@@ -44,3 +44,18 @@ def preview(
     from avatar_platform.pipelines.datagen.card import write_preview
 
     typer.echo(str(write_preview(folder, out, max_styles)))
+
+
+@app.command()
+def export(
+    folder: Path = typer.Argument(..., help="a dataset folder (holding dataset.json)"),
+    out: Path = typer.Option(..., help="folder to write the PNGs into"),
+    yaw: float = typer.Option(0.0, min=-180.0, max=180.0, help="the view: 0 = front, 180 = back"),
+    count: int = typer.Option(4, min=1, max=1000, help="images (each of another avatar)"),
+    style: str | None = typer.Option(None, help="only this style"),
+) -> None:
+    """Write images seen nearest a yaw as PNGs (e.g. frontal pictures for `sample --image`)."""
+    from avatar_platform.pipelines.datagen.card import export_images
+
+    for path in export_images(folder, out, yaw, count, style):
+        typer.echo(str(path))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.registry import MODEL_NAME
 
 app = typer.Typer(
@@ -62,14 +63,23 @@ def list_(
 @app.command()
 def promote(
     name: str = typer.Argument(..., help="registered model name, e.g. styleavatar3d"),
-    version: int = typer.Argument(..., min=1, help="the version to promote"),
+    version: str = typer.Argument(..., help="the version to promote, or 'latest'"),
     alias: str = typer.Option(..., help="the alias to move, e.g. champion"),
     force: bool = typer.Option(False, help="promote even if its FID is worse than the holder's"),
 ) -> None:
     """Point an alias at a version; refused when its FID is worse than the current holder's."""
     from avatar_platform.core import registry
 
-    done = registry.promote(name, version, alias, force=force)
+    if version == "latest":
+        versions = registry.list_versions(name)  # newest first; an unknown name is its own error
+        number = versions[0].version if versions else 0
+    elif version.isdigit() and int(version) >= 1:
+        number = int(version)
+    else:
+        raise AvatarPlatformError(
+            f"version '{version}' is not a version", expected="a number >= 1 or 'latest'"
+        )
+    done = registry.promote(name, number, alias, force=force)
     if done.previous == done.version:
         typer.echo(f"{name}@{alias} is already version {done.version}")
         return

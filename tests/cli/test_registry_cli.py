@@ -66,6 +66,10 @@ def test_register_promote_gate_force_rollback_and_sample_the_champion(capsys, re
 
     code, out, _ = _run(capsys, "registry", "promote", "styleavatar3d", "1", "--alias", "champion")
     assert code == 0 and "styleavatar3d@champion → version 1 (FID 50)" in out
+    # 'latest' is the newest version (2, FID 80): the gate applies to it too
+    code, _, err = _run(capsys, "registry", "promote", "styleavatar3d", "latest", "--alias",
+                        "champion")  # fmt: skip
+    assert code == 2 and "version 2 (FID 80) is worse" in err
     code, _, err = _run(capsys, "registry", "promote", "styleavatar3d", "2", "--alias", "champion")
     assert code == 2
     assert "version 2 (FID 80) is worse than version 1 (FID 50)" in err and "--force" in err
@@ -100,6 +104,8 @@ def test_register_promote_gate_force_rollback_and_sample_the_champion(capsys, re
         (["registry", "promote", "styleavatar3d", "1", "--alias", "v1"], "'v1' is not an alias"),
         (["registry", "rollback", "styleavatar3d", "--alias", "canary"], "has no alias 'canary'"),
         (["registry", "list", "--name", "no such"], "'no such' is not a model name"),
+        (["registry", "promote", "styleavatar3d", "v2", "--alias", "champion"], "not a version"),
+        (["registry", "promote", "nobody", "latest", "--alias", "champion"], "'nobody'"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(capsys, registered, tmp_path, argv, message):

@@ -200,3 +200,29 @@ def test_the_champion_loads_and_predicts_in_a_fresh_process(versions, home, tmp_
         mesh = trimesh.load(io.BytesIO((tmp_path / f"mesh{i}.glb").read_bytes()),
                             file_type="glb", force="mesh")  # fmt: skip
         assert len(mesh.faces) > 0
+
+
+def test_a_registered_diffusion_model_turns_a_picture_into_avatars_in_a_fresh_process(
+    versions, tiny_diffusion, home, tmp_path
+):
+    registered = registry.register(tiny_diffusion)
+    assert registered.tags["kind"] == "diffusion" and registered.tags["fid"] == "123.5"
+    registry.promote(NAME, int(registered.version), "challenger")
+    picture = tmp_path / "face.png"
+    Image.new("RGB", (40, 48), (200, 120, 90)).save(picture)
+    script = textwrap.dedent(f"""
+        import json, mlflow, pandas as pd
+        from avatar_platform.core.tracking import point_mlflow
+        point_mlflow()
+        model = mlflow.pyfunc.load_model("models:/{NAME}@challenger")
+        picture = open("{picture}", "rb").read()
+        out = model.predict(pd.DataFrame({{"image": [picture], "num_samples": [2], "views": [2]}}))
+        print("RESULT", json.dumps({{"samples": out["sample"].tolist(),
+            "differ": out["views_png"][0] != out["views_png"][1]}}))
+    """)
+    env = {**os.environ, "AVATAR_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.split("RESULT ", 1)[1]) == {"samples": [0, 1], "differ": True}

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from avatar_platform import __version__
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.core.paths import atomic_write_bytes
+from avatar_platform.core.paths import atomic_write_bytes, ensure_writable_dir
 from avatar_platform.pipelines.poses.view_bins import COARSE_VIEW_NAMES
 
 CARD_FORMAT_VERSION = 1
@@ -105,6 +105,45 @@ def format_card(folder: Path, card: dict) -> str:
     return "\n".join(lines)
 
 
+def yaw_distance(a: float, b: float) -> float:
+    """Degrees between two yaws, the short way round (0–180)."""
+    return abs((a - b + 180.0) % 360.0 - 180.0)
+
+
+def export_images(folder: Path, out: Path, yaw: float = 0.0, count: int = 4,
+                  style: str | None = None) -> list[Path]:  # fmt: skip
+    """Write the `count` images (of distinct avatars) seen nearest `yaw` as PNG files in `out`
+    — e.g. frontal pictures to try `sample --image` with."""
+    card = read_card(folder)
+    if style is not None and style not in card["counts"]["style"]:
+        raise AvatarPlatformError(
+            f"the dataset has no style '{style}'",
+            expected=f"one of: {', '.join(card['counts']['style'])}",
+        )
+    candidates = []  # (distance, avatar, file, row)
+    for shard in card["shards"]:
+        table = pq.read_table(Path(folder) / shard["file"], columns=["style", "avatar_id", "yaw"])
+        columns = (table[c].to_pylist() for c in ("style", "avatar_id", "yaw"))
+        for row, (name, avatar, seen) in enumerate(zip(*columns, strict=True)):
+            if style is None or name == style:
+                candidates.append((yaw_distance(seen, yaw), avatar, shard["file"], row))
+    chosen, avatars = [], set()
+    for candidate in sorted(candidates):
+        if candidate[1] not in avatars:
+            avatars.add(candidate[1])
+            chosen.append(candidate)
+        if len(chosen) == count:
+            break
+    out = ensure_writable_dir(Path(out))
+    written = []
+    for _, avatar, file, row in chosen:
+        data = pq.read_table(Path(folder) / file, columns=["image"]).slice(row, 1)["image"][0]
+        path = out / f"{avatar}.png"
+        atomic_write_bytes(path, data.as_py())
+        written.append(path)
+    return written
+
+
 def contact_sheet(folder: Path, max_styles: int = 12, cell: int = 128) -> np.ndarray:
     """(H, W, 3) uint8 grid: one row per style, one column per view bin (front, left, back,
     right), each cell the image of that style nearest the bin's central yaw; grey where none."""
@@ -118,7 +157,7 @@ def contact_sheet(folder: Path, max_styles: int = 12, cell: int = 128) -> np.nda
         table = pq.read_table(Path(folder) / shard["file"], columns=["style", "view_bin", "yaw"])
         rows = zip(*(table[c].to_pylist() for c in ("style", "view_bin", "yaw")), strict=True)
         for row, (style, view, yaw) in enumerate(rows):
-            off = abs((yaw - centre[view] + 180.0) % 360.0 - 180.0)
+            off = yaw_distance(yaw, centre[view])
             if style in styles and off < best.get((style, view), (999.0,))[0]:
                 best[(style, view)] = (off, shard["file"], row)
     found: dict[tuple[str, int], bytes] = {}

@@ -24,6 +24,13 @@ class DiffusionTrainingConfig(StrictConfig):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     p_drop: float = Field(0.1, ge=0, le=1, description="P(condition dropped) for guidance")
     truncation_psi: float = Field(1.0, ge=0, le=1, description="truncation of the sampled ws")
+    pair_pool: int = Field(
+        0,
+        ge=0,
+        description="0 = fresh pairs every step; N = draw batches from N pairs kept per "
+        "worker (renders are most of a CPU step)",
+    )
+    pool_refresh: int = Field(4, ge=0, description="pool pairs replaced by fresh ones per step")
     w_stats_samples: int = Field(2048, ge=2, description="ws that set w's mean and std")
     eval_pairs: int = Field(32, ge=0, description="held-out pairs evaluated at the end")
     eval_every: int = Field(0, ge=0, description="evaluate every N steps (0 = at the end)")

@@ -69,6 +69,7 @@ class DiffusionTrainer:
         self.noise = training_scheduler(config.schedule)
         self.alphas = self.noise.alphas_cumprod.to(self.device)
         self.rng = torch.Generator().manual_seed(config.seed * 1000 + rank + 1)
+        self.pool: tuple[torch.Tensor, torch.Tensor] | None = None
         self.step = 0
 
     @property
@@ -88,6 +89,22 @@ class DiffusionTrainer:
                 images_all.append(self.G.synthesis(ws, c)["image"].clamp(-1, 1))
         return torch.cat(ws_all), (torch.cat(images_all) if images else None)
 
+    def training_pairs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n fresh pairs, or n drawn from the worker's pool, of which random members are
+        replaced by `pool_refresh` fresh pairs each step."""
+        size = self.config.pair_pool
+        if not size:
+            return self.pairs(n, self.rng)
+        if self.pool is None:
+            self.pool = self.pairs(size, self.rng)
+        w, images = self.pool
+        if self.config.pool_refresh:
+            fresh_w, fresh_images = self.pairs(self.config.pool_refresh, self.rng)
+            slots = torch.randperm(size, generator=self.rng)[: len(fresh_w)].to(self.device)
+            w[slots], images[slots] = fresh_w, fresh_images
+        pick = torch.randint(0, size, (n,), generator=self.rng).to(self.device)
+        return w[pick], images[pick]
+
     def denoising_loss(self, w: torch.Tensor, images: torch.Tensor, noise: torch.Tensor,
                        t: torch.Tensor, drop: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """‖ε − ε̂(x_t, t, embed(image))‖² with x_t from DDPM's q(x_t | x_0 = normalised w)."""
@@ -98,7 +115,7 @@ class DiffusionTrainer:
     def train_step(self) -> dict[str, float]:
         started = time.perf_counter()
         n = self.per_worker_batch
-        w, images = self.pairs(n, self.rng)
+        w, images = self.training_pairs(n)
         noise = torch.randn(w.shape, generator=self.rng).to(self.device)
         t = torch.randint(0, self.config.schedule.num_train_timesteps, (n,), generator=self.rng)
         drop = torch.rand(n, generator=self.rng) < self.config.p_drop
@@ -130,12 +147,13 @@ class DiffusionTrainer:
         out = {}
         for name, guess in (("", w_hat), ("_mean_baseline", mean)):
             error = (self.denoiser.normalize(guess) - self.denoiser.normalize(w)).square().mean()
-            front = self._front(guess)
+            front = self.front_render(guess)
             out[f"eval/w_error{name}"] = float(error)
             out[f"eval/image_l1{name}"] = float((front - images).abs().mean() / 2)
         return out
 
-    def _front(self, w: torch.Tensor) -> torch.Tensor:
+    def front_render(self, w: torch.Tensor) -> torch.Tensor:
+        """(B, 3, R, R) frontal renders in [-1, 1] of w (B, w_dim)."""
         ws = w[:, None].expand(-1, self.G.mapping.num_ws, -1)
         c = cameras([FRONT] * len(w)).to(self.device, torch.float32)
         return self.G.synthesis(ws, c)["image"].clamp(-1, 1)

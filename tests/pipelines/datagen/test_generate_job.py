@@ -16,7 +16,13 @@ import pytest
 from PIL import Image
 
 from avatar_platform.core.config import resolve_config
-from avatar_platform.pipelines.datagen.card import read_card, verify_shards, write_preview
+from avatar_platform.pipelines.datagen.card import (
+    export_images,
+    read_card,
+    verify_shards,
+    write_preview,
+    yaw_distance,
+)
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.job import run_generate
 from avatar_platform.pipelines.datagen.spec import plan
@@ -127,6 +133,22 @@ def test_preview_is_a_styles_by_views_contact_sheet(procedural_dataset, tmp_path
     assert sheet.shape[1] == 150 + 4 * 128  # labels + front, left, back, right
     cells = sheet[24:, 150:].reshape(3, 128, 4, 128, 3)
     assert (cells.std(axis=(1, 3)) > 5).all()  # every style × view cell holds an image
+
+
+def test_export_writes_the_images_nearest_a_view_one_per_avatar(procedural_dataset, tmp_path):
+    _, out, _ = procedural_dataset
+    table = pq.read_table(out / "data", columns=["avatar_id", "yaw", "style"]).to_pylist()
+    written = export_images(out, tmp_path / "front", yaw=0.0, count=3, style="anime")
+    assert len(written) == 3 and len({p.stem for p in written}) == 3
+    for path in written:
+        assert Image.open(path).size == (32, 32)
+        best = min(yaw_distance(r["yaw"], 0.0) for r in table if r["avatar_id"] == path.stem)
+        assert best < 45.0  # each avatar's most frontal view (8 views per avatar)
+        assert {r["style"] for r in table if r["avatar_id"] == path.stem} == {"anime"}
+    from avatar_platform.core.errors import AvatarPlatformError
+
+    with pytest.raises(AvatarPlatformError, match="no style 'nope'"):
+        export_images(out, tmp_path / "x", style="nope")
 
 
 def _wait_for_parts(driver, out: Path, count: int) -> int:

@@ -4,7 +4,6 @@ a self-contained model folder and an MLflow record, resume, and bad generators."
 from __future__ import annotations
 
 import json
-import os
 
 import mlflow
 import numpy as np
@@ -52,14 +51,16 @@ def test_held_out_pairs_are_fixed_and_unlike_training_pairs(tiny_generator):
     assert torch.cdist(w1, w_train).min() > 1e-3
 
 
+pytestmark = pytest.mark.usefixtures("shared_home")  # runs and checks share one MLflow store
+
+
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    return tmp_path_factory.mktemp("home")
+def home(module_home):
+    return module_home
 
 
 @pytest.fixture(scope="module")
 def two_worker_run(ray_session, tiny_generator, home):
-    os.environ["AVATAR_HOME"] = str(home)  # module-wide: the run and the checks share MLflow
     return run_train_diffusion(diffusion_config(workers=2, batch_size=8, steps=6),
                                tiny_generator, home / "run")  # fmt: skip
 
@@ -103,7 +104,6 @@ def test_the_mlflow_run_has_the_config_losses_evaluation_and_model(two_worker_ru
 
 
 def test_resume_continues_the_run(two_worker_run, tiny_generator, home):
-    os.environ["AVATAR_HOME"] = str(home)
     config = diffusion_config(workers=2, batch_size=8, steps=8)
     with pytest.raises(AvatarPlatformError, match="already holds a training run"):
         run_train_diffusion(config, tiny_generator, two_worker_run.out)
@@ -125,3 +125,15 @@ def test_a_generator_that_is_not_one_is_refused_before_ray_starts(tmp_path):
     (broken / "generator_ema.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(AvatarPlatformError):
         run_train_diffusion(diffusion_config(), broken, tmp_path / "out2")
+
+
+def test_a_pair_pool_serves_batches_and_refreshes(tiny_generator):
+    trainer = DiffusionTrainer(diffusion_config(pair_pool=16, pool_refresh=4), tiny_generator)
+    w, images = trainer.training_pairs(8)
+    assert w.shape == (8, 32) and images.shape == (8, 3, 32, 32)
+    pool_w = trainer.pool[0].clone()
+    for row in w:  # batches come from the pool
+        assert (pool_w - row).abs().sum(dim=1).min() < 1e-6
+    trainer.training_pairs(8)
+    changed = (trainer.pool[0] - pool_w).abs().sum(dim=1) > 0
+    assert 1 <= int(changed.sum()) <= 4  # the pool was refreshed, not replaced

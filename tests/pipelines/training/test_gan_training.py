@@ -35,14 +35,16 @@ def tiny_dataset(ray_session, tmp_path_factory) -> Path:
     return out
 
 
+pytestmark = pytest.mark.usefixtures("shared_home")  # runs and checks share one MLflow store
+
+
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    return tmp_path_factory.mktemp("home")
+def home(module_home):
+    return module_home
 
 
 @pytest.fixture(scope="module")
 def two_worker_run(tiny_dataset, home):
-    os.environ["AVATAR_HOME"] = str(home)  # module-wide: the run and the checks share MLflow
     out = home / "run"
     summary = run_train_gan(gan_config(workers=2, steps=4), tiny_dataset, out)
     return summary
@@ -70,7 +72,6 @@ def test_two_worker_run_writes_a_model_folder_that_learned(two_worker_run):
 
 
 def test_the_mlflow_run_has_params_metrics_and_images(two_worker_run, home):
-    os.environ["AVATAR_HOME"] = str(home)
     client = _client()
     run = client.get_run(two_worker_run.run_id)
     assert run.info.status == "FINISHED"
@@ -88,7 +89,6 @@ def test_the_mlflow_run_has_params_metrics_and_images(two_worker_run, home):
 
 
 def test_resume_continues_a_stopped_run(two_worker_run, tiny_dataset, home):
-    os.environ["AVATAR_HOME"] = str(home)
     with pytest.raises(AvatarPlatformError, match="already holds a training run"):
         run_train_gan(gan_config(workers=2, steps=6), tiny_dataset, two_worker_run.out)
     summary = run_train_gan(gan_config(workers=2, steps=6), tiny_dataset, two_worker_run.out,
@@ -102,7 +102,6 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tiny_dataset, home):
     import psutil
     import ray
 
-    os.environ["AVATAR_HOME"] = str(home)
     out = home / "killed"
     config = gan_config(workers=2, steps=40, checkpoint_every=4, sample_every=1000)
     result: dict = {}
