@@ -61,6 +61,15 @@ def generate(
     batch_size: int | None = typer.Option(
         None, help="prompts per pipeline call", rich_help_panel=BACKEND_PANEL
     ),
+    lora: str | None = typer.Option(
+        None,
+        help="a character LoRA (`train lora` output's model folder, or diffusers weights); "
+        "its token replaces the style text",
+        rich_help_panel=BACKEND_PANEL,
+    ),
+    lora_scale: float | None = typer.Option(
+        None, help="strength of the LoRA (default 1)", rich_help_panel=BACKEND_PANEL
+    ),
     preview: bool = typer.Option(True, help="write preview.png (styles × views) when done"),
     track: bool = typer.Option(True, help="record the run in MLflow"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and exit"),
@@ -69,6 +78,7 @@ def generate(
     from avatar_platform.core.config import resolve_config
     from avatar_platform.core.paths import platform_home
     from avatar_platform.pipelines.datagen.config import GenerateConfig
+    from avatar_platform.pipelines.datagen.controlnet_backend import lora_folder
     from avatar_platform.pipelines.datagen.job import check_inputs, config_hash
 
     overrides = {
@@ -91,6 +101,8 @@ def generate(
             "guidance_scale": guidance_scale,
             "scheduler": scheduler,
             "batch_size": batch_size,
+            "lora": lora_folder(lora) if lora else None,
+            "lora_scale": lora_scale,
         },
     }
     cfg = resolve_config(GenerateConfig, "generate", preset, config, overrides)

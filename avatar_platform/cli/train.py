@@ -1,5 +1,6 @@
-"""`avatar-platform train gan | diffusion`: the tri-plane GAN on a generated dataset, and the
-style-space diffusion on a trained generator (Ray Train, MLflow)."""
+"""`avatar-platform train gan | diffusion | lora`: the tri-plane GAN on a generated dataset, the
+style-space diffusion on a trained generator, and a character LoRA from a few pictures (Ray
+Train, MLflow)."""
 
 from __future__ import annotations
 
@@ -135,3 +136,68 @@ def diffusion(
     if summary.run_id:
         typer.echo(f"mlflow   run {summary.run_id} (experiment '{EXPERIMENT}')")
     typer.echo(f"next     avatar-platform sample --model {summary.out} --image FACE.png")
+
+
+@app.command()
+def lora(
+    images: Path = typer.Option(..., help="a folder of 3+ JPEG/PNG/WebP pictures of the character"),
+    token: str = typer.Option(
+        ..., help="the character's name in captions and prompts, e.g. 'zorb'"
+    ),
+    base: str | None = typer.Option(None, help="Stable Diffusion 1.5: hub id or local folder"),
+    preset: str = typer.Option("demo", help=PRESET_HELP),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML overriding the preset ('lora')"
+    ),
+    rank: int | None = typer.Option(None, help="LoRA rank"),
+    steps: int | None = typer.Option(None, help="training steps"),
+    resolution: int | None = typer.Option(None, help="training image side (multiple of 8)"),
+    batch_size: int | None = typer.Option(None, help="pictures per step over all workers"),
+    lr: float | None = typer.Option(None, help="learning rate"),
+    train_text_encoder: bool | None = typer.Option(
+        None, help="also adapt the text encoder (default: UNet only)"
+    ),
+    workers: int | None = WORKERS,
+    out: Path | None = typer.Option(
+        None, help="output folder (default: $AVATAR_HOME/runs/lora-<time>)"
+    ),
+    resume: bool = RESUME,
+    ray_address: str | None = RAY_ADDRESS,
+    track: bool = TRACK,
+    dry_run: bool = DRY_RUN,
+) -> None:
+    """Train a character LoRA on Stable Diffusion's UNet from a few pictures (METHOD §1)."""
+    import json
+    import time
+
+    from avatar_platform.core.config import resolve_config
+    from avatar_platform.core.paths import platform_home
+    from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
+
+    overrides: dict = {"token": token, "base": base, "rank": rank, "steps": steps,
+                       "resolution": resolution, "batch_size": batch_size, "lr": lr,
+                       "train_text_encoder": train_text_encoder, "workers": workers}  # fmt: skip
+    cfg = resolve_config(LoraTrainingConfig, "lora", preset, config, overrides)
+    if out is None:
+        out = platform_home() / "runs" / time.strftime("lora-%Y%m%d-%H%M%S")
+    if dry_run:
+        typer.echo(json.dumps({"out": str(out), "lora": cfg.model_dump(mode="json")}, indent=2))
+        return
+
+    from avatar_platform.pipelines.datagen.controlnet_backend import LORA_WEIGHTS
+    from avatar_platform.pipelines.training.lora_job import EXPERIMENT, run_train_lora
+
+    echo_err(f"training a rank-{cfg.rank} LoRA of '{cfg.token}' on {cfg.base} for {cfg.steps} "
+             f"steps (batch {cfg.batch_size}, {cfg.resolution}², {cfg.workers} worker(s)) "
+             f"on {images} → {out}")  # fmt: skip
+    summary = run_train_lora(cfg, images, out, resume=resume, ray_address=ray_address,
+                             track=track)  # fmt: skip
+    echo_err(f"done: step {summary.steps} in {summary.seconds:.0f} s")
+    weights = summary.model / LORA_WEIGHTS
+    typer.echo(f"adapter  {weights} ({weights.stat().st_size:,} bytes)")
+    if (summary.model / "samples.png").is_file():
+        typer.echo(f"samples  {summary.model / 'samples.png'} (fixed seeds)")
+    if summary.run_id:
+        typer.echo(f"mlflow   run {summary.run_id} (experiment '{EXPERIMENT}')")
+    typer.echo(f"next     avatar-platform generate --backend controlnet --sd-model {cfg.base} "
+               f"--lora {summary.model} --guidance hybrid")  # fmt: skip

@@ -18,7 +18,7 @@ from avatar_platform.models.style_diffusion.encoders import (
 )
 from avatar_platform.models.style_diffusion.schedule import (
     DiffusionScheduleConfig,
-    guided_noise,
+    guided_prediction,
     sample_w,
     training_scheduler,
 )
@@ -138,32 +138,35 @@ def test_guidance_zero_is_unconditional_one_is_conditional_and_between_is_linear
     x, t, cond = _inputs()
     model = _denoiser()
     unconditional, conditional = model(x, t, None), model(x, t, cond)
-    torch.testing.assert_close(guided_noise(model, x, t, cond, 0.0), unconditional)
-    torch.testing.assert_close(guided_noise(model, x, t, cond, 1.0), conditional)
-    torch.testing.assert_close(guided_noise(model, x, t, cond, 3.0),
+    torch.testing.assert_close(guided_prediction(model, x, t, cond, 0.0), unconditional)
+    torch.testing.assert_close(guided_prediction(model, x, t, cond, 1.0), conditional)
+    torch.testing.assert_close(guided_prediction(model, x, t, cond, 3.0),
                                3.0 * conditional - 2.0 * unconditional)  # fmt: skip
 
 
 class _Oracle(torch.nn.Module):
-    """The exact ε-prediction for data ~ N(0, I): E[ε | x_t] = sqrt(1 − ᾱ_t) · x_t."""
+    """The exact prediction for data ~ N(0, I): E[ε | x_t] = sqrt(1 − ᾱ_t) · x_t and
+    E[x_0 | x_t] = sqrt(ᾱ_t) · x_t."""
 
-    def __init__(self, alphas):
+    def __init__(self, alphas, prediction):
         super().__init__()
-        self.alphas = alphas
+        self.alphas, self.prediction = alphas, prediction
         self.anchor = torch.nn.Parameter(torch.zeros(1))
         self.config = StyleDenoiserConfig(w_dim=64, cond_dim=8, width=32, heads=4)
 
     def forward(self, x, t, cond=None, drop=None):
-        return (1 - self.alphas[t.long()])[:, None].sqrt() * x
+        a = self.alphas[t.long()][:, None]
+        return (a if self.prediction == "sample" else 1 - a).sqrt() * x
 
     def denormalize(self, x):
         return x
 
 
+@pytest.mark.parametrize("prediction", ["sample", "epsilon"])
 @pytest.mark.parametrize("sampler", ["ddim", "dpm-solver"])
-def test_samplers_turn_a_perfect_denoiser_into_the_data_distribution(sampler):
-    config = DiffusionScheduleConfig(sampler=sampler, inference_steps=20)
-    oracle = _Oracle(training_scheduler(config).alphas_cumprod)
+def test_samplers_turn_a_perfect_denoiser_into_the_data_distribution(sampler, prediction):
+    config = DiffusionScheduleConfig(sampler=sampler, inference_steps=20, prediction=prediction)
+    oracle = _Oracle(training_scheduler(config).alphas_cumprod, prediction)
     w = sample_w(oracle, None, config, batch=2000, generator=torch.Generator().manual_seed(0))
     assert w.shape == (2000, 64)
     assert abs(float(w.mean())) < 0.02 and abs(float(w.std()) - 1.0) < 0.06

@@ -1,7 +1,7 @@
 """The w-space denoiser: a small transformer in the spirit of the unCLIP prior.
 
 Tokens: the condition embedding, the timestep, the noisy w and a learned query; the query's
-output is the predicted noise. w is normalised by its mean and std over the generator's
+output is the prediction (the clean w or the noise, see schedule.py). w is normalised by its mean and std over the generator's
 distribution (buffers saved with the weights), so one schedule fits any generator.
 """
 
@@ -45,7 +45,7 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class StyleDenoiser(nn.Module):
-    """ε(w_t, t, y): w_t (B, w_dim) normalised, t (B,), cond (B, cond_dim) or None → (B, w_dim)."""
+    """f(w_t, t, y): w_t (B, w_dim) normalised, t (B,), cond (B, cond_dim) or None → (B, w_dim)."""
 
     def __init__(self, config: StyleDenoiserConfig):
         super().__init__()

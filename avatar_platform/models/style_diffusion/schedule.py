@@ -1,5 +1,10 @@
 """The noise schedule (diffusers' DDPM for training; DDIM or DPM-Solver++ for sampling) and
-classifier-free guidance: ε̂ = λ·ε(w, y) + (1 − λ)·ε(w) (METHOD.md §4)."""
+classifier-free guidance: ε̂ = λ·ε(w, y) + (1 − λ)·ε(w) (METHOD.md §4).
+
+The denoiser predicts the clean w (`prediction: sample`, as the unCLIP prior does) or the noise
+(`epsilon`); guidance combines either linearly, which is the same combination of the ε that
+the scheduler derives from it. Predicting w directly keeps early sampling steps stable: an ε
+error at ᾱ_t ≈ 0 is divided by sqrt(ᾱ_t) when turned into w."""
 
 from __future__ import annotations
 
@@ -18,6 +23,9 @@ class DiffusionScheduleConfig(StrictConfig):
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = Field(
         "squaredcos_cap_v2", description="DDPM beta schedule"
     )
+    prediction: Literal["sample", "epsilon"] = Field(
+        "sample", description="what the denoiser predicts: the clean w, or the noise"
+    )
     sampler: Literal["ddim", "dpm-solver"] = Field("ddim", description="inference sampler")
     inference_steps: int = Field(25, ge=1, le=1000, description="sampling steps")
     guidance: float = Field(2.0, ge=0, le=20, description="guidance λ (0 = unconditional)")
@@ -27,7 +35,7 @@ def training_scheduler(config: DiffusionScheduleConfig):
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=config.num_train_timesteps,
-                         beta_schedule=config.beta_schedule, prediction_type="epsilon",
+                         beta_schedule=config.beta_schedule, prediction_type=config.prediction,
                          clip_sample=False)  # fmt: skip
 
 
@@ -35,15 +43,16 @@ def inference_scheduler(config: DiffusionScheduleConfig):
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
     common = dict(num_train_timesteps=config.num_train_timesteps,
-                  beta_schedule=config.beta_schedule, prediction_type="epsilon")  # fmt: skip
+                  beta_schedule=config.beta_schedule, prediction_type=config.prediction)  # fmt: skip
     if config.sampler == "dpm-solver":
         return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", **common)
     return DDIMScheduler(clip_sample=False, set_alpha_to_one=False, **common)
 
 
-def guided_noise(denoiser, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None,
-                 guidance: float) -> torch.Tensor:  # fmt: skip
-    """λ·ε(x, y) + (1 − λ)·ε(x); λ = 1 is the conditional model alone, λ = 0 the unconditional."""
+def guided_prediction(denoiser, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None,
+                      guidance: float) -> torch.Tensor:  # fmt: skip
+    """λ·f(x, y) + (1 − λ)·f(x) for the denoiser's output f (ε or w); λ = 1 is the conditional
+    model alone, λ = 0 the unconditional."""
     if cond is None or guidance == 0:
         return denoiser(x, t, None)
     conditional = denoiser(x, t, cond)
@@ -66,6 +75,6 @@ def sample_w(denoiser, cond: torch.Tensor | None, config: DiffusionScheduleConfi
     x = x * scheduler.init_noise_sigma
     lam = config.guidance if guidance is None else guidance
     for t in scheduler.timesteps:
-        eps = guided_noise(denoiser, x, t.to(device).expand(size), cond, lam)
-        x = scheduler.step(eps, t, x).prev_sample
+        out = guided_prediction(denoiser, x, t.to(device).expand(size), cond, lam)
+        x = scheduler.step(out, t, x).prev_sample
     return denoiser.denormalize(x)

@@ -7,6 +7,7 @@ is offline (`HF_HUB_OFFLINE=1`): a missing model is one clear error. fp16 + chan
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,9 @@ from avatar_platform.core.config import StrictConfig
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.hub import load_pretrained, model_source
 from avatar_platform.pipelines.datagen.backend import ImageRequest
+
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' name, found by load_lora_weights
+LORA_META = "lora.json"  # written by `train lora` beside the weights: token, base, rank, step
 
 
 class ControlNetBackendConfig(StrictConfig):
@@ -43,7 +47,11 @@ class ControlNetBackendConfig(StrictConfig):
     dtype: Literal["auto", "float16", "float32"] = Field(
         "auto", description="weights dtype; auto = float16 on CUDA, float32 on CPU"
     )
-    lora: str | None = Field(None, description="LoRA weights folder or file (diffusers format)")
+    lora: str | None = Field(
+        None,
+        description="LoRA weights folder or file (diffusers format); the token in its lora.json "
+        "replaces the style text",
+    )
     lora_scale: float = Field(1.0, description="strength of the LoRA")
 
 
@@ -58,6 +66,35 @@ def file_digest(path: str | Path) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def lora_folder(path: str) -> str:
+    """A `train lora` output folder stands for its final adapter in `model/`; else `path`."""
+    model = Path(path).expanduser() / "model"
+    return str(model) if (model / LORA_WEIGHTS).is_file() else path
+
+
+def lora_meta(lora: str) -> dict:
+    """The `lora.json` of a `train lora` folder (or beside a weights file); {} for other LoRAs."""
+    path = Path(model_source(lora, "LoRA weights"))
+    meta_file = (path if path.is_dir() else path.parent) / LORA_META
+    if not meta_file.is_file():
+        return {}
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as err:
+        raise AvatarPlatformError(
+            f"the LoRA description '{meta_file}' could not be read ({err})",
+            expected="the lora.json that `avatar-platform train lora` writes",
+            fix="copy it again from the training output, or delete it to keep the style text",
+        ) from None
+    return meta if isinstance(meta, dict) else {}
+
+
+def lora_token(config: ControlNetBackendConfig) -> str | None:
+    """The character token that replaces the style text, when the LoRA names one."""
+    token = lora_meta(config.lora).get("token") if config.lora else None
+    return str(token) if token else None
 
 
 def model_sources(config: ControlNetBackendConfig) -> dict[str, str]:
@@ -83,8 +120,10 @@ def controlnet_identity(config: ControlNetBackendConfig) -> dict:
         "models": model_sources(config),
     }
     if config.lora:
-        lora = model_source(config.lora, "LoRA weights")
-        out["lora"] = {"path": lora, "sha256": file_digest(lora), "scale": config.lora_scale}
+        lora = Path(model_source(config.lora, "LoRA weights"))
+        weights = lora / LORA_WEIGHTS if (lora / LORA_WEIGHTS).is_file() else lora
+        out["lora"] = {"path": str(lora), "weights": str(weights), "sha256": file_digest(weights),
+                       "scale": config.lora_scale, "token": lora_token(config)}  # fmt: skip
     return out
 
 

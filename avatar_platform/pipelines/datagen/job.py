@@ -68,6 +68,12 @@ def check_inputs(config: GenerateConfig) -> None:
         load_user_template(config.template_mesh, config.template_landmarks)
     if config.backend == "controlnet":
         controlnet_identity(config.controlnet)  # raises for paths that do not exist
+    elif config.controlnet.lora:
+        raise AvatarPlatformError(
+            f"a LoRA ('{config.controlnet.lora}') adapts Stable Diffusion, and the backend is "
+            f"'{config.backend}'",
+            fix="add --backend controlnet, or drop --lora",
+        )
 
 
 class _OutputLock:

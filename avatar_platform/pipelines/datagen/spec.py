@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from avatar_platform.pipelines.datagen.config import GenerateConfig
+from avatar_platform.pipelines.datagen.controlnet_backend import lora_token
 from avatar_platform.pipelines.datagen.procedural_backend import perturbed_yaw
 from avatar_platform.pipelines.poses.camera import camera_from_angles, sample_view_angles
 from avatar_platform.pipelines.poses.template import BustParams
@@ -27,6 +28,8 @@ def _seed(*parts: int) -> int:
 def plan(config: GenerateConfig) -> pa.Table:
     """The spec table of `config` (same config → byte-identical table)."""
     styles = resolve_styles(config.styles)
+    # a character LoRA's token replaces the style text (METHOD.md §1), so it is the rows' style
+    character = lora_token(config.controlnet) if config.backend == "controlnet" else None
     views = config.views_per_avatar
     columns: dict[str, list] = {name: [] for name in SPEC_COLUMNS}
     for avatar in range(math.ceil(config.num_images / views)):
@@ -43,7 +46,7 @@ def plan(config: GenerateConfig) -> pa.Table:
             yaw, pitch = float(yaws[view]), float(pitches[view])
             seed = _seed(config.seed, avatar, view, 2)
             view_bin = int(coarse_view_bin(yaw))
-            prompt = build_prompt(style, view_bin, seed, config.prompts, fixed)
+            prompt = build_prompt(style, view_bin, seed, config.prompts, fixed, character)
             true_yaw = yaw
             if config.backend == "procedural":
                 true_yaw = perturbed_yaw(yaw, rng, config.procedural)
@@ -52,7 +55,7 @@ def plan(config: GenerateConfig) -> pa.Table:
                 "index": index,
                 "avatar_id": f"a{avatar:06d}",
                 "avatar_seed": avatar_seed,
-                "style": style.name,
+                "style": character or style.name,
                 "prompt": prompt.prompt,
                 "negative_prompt": prompt.negative_prompt,
                 "attributes": json.dumps(prompt.attributes, sort_keys=True),

@@ -130,3 +130,21 @@ def build_random_stable_diffusion(
         json.dumps({k: str(v) for k, v in paths.items()}, indent=2)
     )
     return {k: str(v) for k, v in paths.items()}
+
+
+def write_tiny_pictures(folder: str | Path, count: int = 4, seed: int = 0) -> Path:
+    """`count` small PNG pictures of a made-up character (a coloured disc on a plain ground, of
+    varied sizes and aspect ratios) in `folder`, for `train lora` tests and benchmarks."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        width, height = 40 + 8 * (i % 3), 48 + 4 * i
+        picture = Image.new("RGB", (width, height), tuple(int(c) for c in rng.integers(0, 256, 3)))
+        x, y = rng.integers(4, 16, 2)
+        ImageDraw.Draw(picture).ellipse((x, y, x + 24, y + 24), fill=(230, 120, 30))
+        picture.save(folder / f"picture-{i:02d}.png")
+    return folder

@@ -107,10 +107,13 @@ class DiffusionTrainer:
 
     def denoising_loss(self, w: torch.Tensor, images: torch.Tensor, noise: torch.Tensor,
                        t: torch.Tensor, drop: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """‖ε − ε̂(x_t, t, embed(image))‖² with x_t from DDPM's q(x_t | x_0 = normalised w)."""
+        """The squared error of the denoiser's prediction (the clean normalised w, or ε) from
+        x_t of DDPM's q(x_t | x_0 = normalised w)."""
         a = self.alphas[t][:, None]
-        x_t = a.sqrt() * self.denoiser.normalize(w) + (1 - a).sqrt() * noise
-        return F.mse_loss(self.denoiser(x_t, t, self.encoder(images), drop), noise)
+        x0 = self.denoiser.normalize(w)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        target = x0 if self.config.schedule.prediction == "sample" else noise
+        return F.mse_loss(self.denoiser(x_t, t, self.encoder(images), drop), target)
 
     def train_step(self) -> dict[str, float]:
         started = time.perf_counter()

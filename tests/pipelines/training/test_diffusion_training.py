@@ -137,3 +137,17 @@ def test_a_pair_pool_serves_batches_and_refreshes(tiny_generator):
     trainer.training_pairs(8)
     changed = (trainer.pool[0] - pool_w).abs().sum(dim=1) > 0
     assert 1 <= int(changed.sum()) <= 4  # the pool was refreshed, not replaced
+
+
+def test_sample_takes_the_training_run_uri(two_worker_run, tmp_path, capsys):
+    from avatar_platform.cli.app import main
+
+    picture = tmp_path / "face.png"
+    Image.new("RGB", (32, 32), (180, 140, 100)).save(picture)
+    out = tmp_path / "samples"
+    code = main(["sample", "--model", f"runs:/{two_worker_run.run_id}", "--image", str(picture),
+                 "--seeds", "0", "--num-samples", "2", "--views", "2", "--no-turntable",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    # rows: the seed (from the embedded generator), then the picture's two samples
+    assert np.asarray(Image.open(out / "views.png")).shape == (3 * 32, 2 * 32, 3)

@@ -1,0 +1,47 @@
+"""`avatar-platform train lora`: a character LoRA from a folder of pictures on Ray Train, tracked
+in MLflow. Writes the shared training output layout (see ray_job.py) whose `model/` is the
+adapter in diffusers' format, ready for `generate --backend controlnet --lora`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
+from avatar_platform.pipelines.training.lora_data import TrainingImage, load_training_images
+from avatar_platform.pipelines.training.lora_loop import train_lora_loop
+from avatar_platform.pipelines.training.ray_job import TrainSummary, fit, prepare, start_run
+
+EXPERIMENT = "train-lora"
+
+
+def check_inputs(config: LoraTrainingConfig,
+                 images: str | Path) -> tuple[LoraTrainingConfig, list[TrainingImage]]:  # fmt: skip
+    """The config with its base as an absolute path (workers need not share the driver's working
+    folder) and the training pictures, read once here so that bad input fails before Ray starts."""
+    from avatar_platform.core.hub import model_source
+    from avatar_platform.pipelines.training.lora_trainer import text_encoder_adapter_problem
+
+    pictures = load_training_images(images, config.token, config.resolution)
+    config = config.model_copy(update={"base": model_source(config.base, "Stable Diffusion model")})
+    if config.train_text_encoder and (problem := text_encoder_adapter_problem()):
+        raise AvatarPlatformError(problem, fix="train without --train-text-encoder")
+    return config, pictures
+
+
+def run_train_lora(config: LoraTrainingConfig, images: str | Path, out: Path, *,
+                   resume: bool = False, ray_address: str | None = None, track: bool = True,
+                   max_failures: int = 2) -> TrainSummary:  # fmt: skip
+    """Train (or continue training) the LoRA of the character in the `images` folder."""
+    config, pictures = check_inputs(config, images)
+    out, gpu = prepare(config, out, resume=resume, ray_address=ray_address)
+    run_id = None
+    if track:
+        run_id = start_run(out, EXPERIMENT, f"lora-{out.name}", config,
+                           tags={"images": str(images), "token": config.token, "output": str(out)},
+                           extra_params={"num_images": len(pictures)})  # fmt: skip
+    loop_config = {"config": config.model_dump(mode="json"),
+                   "images": str(Path(images).expanduser().resolve())}  # fmt: skip
+    return fit(train_lora_loop, loop_config, out=out, workers=config.workers, gpu=gpu,
+               steps=config.steps, max_failures=max_failures, run_id=run_id)  # fmt: skip
