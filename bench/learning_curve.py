@@ -61,17 +61,45 @@ def evaluate(model: Path, data: Path, samples: int = 128) -> dict:
             "geometry_chamfer": float(np.mean(errors))}  # fmt: skip
 
 
+def sample_grid(model: Path, path: Path) -> None:
+    """Rows = seeds 0–3, columns = front, left, back, right (ψ = 0.7)."""
+    from avatar_platform.pipelines.inference.model_loading import load_generator
+    from avatar_platform.pipelines.inference.sampling import multiview_grid, write_png, ws_for_seed
+
+    generator = load_generator(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_png(
+        multiview_grid(generator, [ws_for_seed(generator, s, 0.7) for s in range(4)], 4), path
+    )
+
+
+def evaluate_snapshots(tar: Path, data: Path, docs: Path) -> None:
+    import tarfile
+
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(tar) as archive:
+        archive.extractall(tmp, filter="data")
+        snapshots = sorted(p for p in Path(tmp).iterdir() if p.is_dir())
+        for folder in snapshots:
+            record = json.loads((folder / "record.json").read_text())
+            print(json.dumps({**record, **evaluate(folder, data)}), flush=True)
+        step = json.loads((snapshots[-1] / "record.json").read_text())["step"]
+        sample_grid(snapshots[-1], docs / f"gan-demo-gpu-step{step}.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--steps", default="100,200,400")
     parser.add_argument("--docs", type=Path, default=Path("docs/images"))
+    parser.add_argument("--evaluate", type=Path, default=None,
+                        help="evaluate the snapshots of bench/gan_gpu_curve.py (a tar) instead")  # fmt: skip
     args = parser.parse_args()
+    if args.evaluate:
+        evaluate_snapshots(args.evaluate, args.data, args.docs)
+        return
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.core.ray_runtime import init_ray
-    from avatar_platform.pipelines.inference.model_loading import load_generator
-    from avatar_platform.pipelines.inference.sampling import multiview_grid, write_png, ws_for_seed
     from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
     from avatar_platform.pipelines.training.gan_job import run_train_gan
     from avatar_platform.pipelines.training.gan_trainer import GanTrainer
@@ -94,10 +122,7 @@ def main() -> None:
             resume = True
             print(json.dumps({"step": summary.steps, "train_seconds": round(spent, 1),
                               **evaluate(summary.model, args.data)}), flush=True)  # fmt: skip
-        args.docs.mkdir(parents=True, exist_ok=True)
-        generator = load_generator(out)
-        grid = multiview_grid(generator, [ws_for_seed(generator, s, 0.7) for s in range(4)], 4)
-        write_png(grid, args.docs / f"gan-demo-step{summary.steps}.png")
+        sample_grid(out, args.docs / f"gan-demo-step{summary.steps}.png")
 
 
 if __name__ == "__main__":
