@@ -56,12 +56,13 @@ class ControlNetBackendConfig(StrictConfig):
 
 
 def file_digest(path: str | Path) -> str:
-    """sha256 of a file, or of a folder's files in name order."""
+    """sha256 of a file (what `sha256sum` prints), or of a folder's names and files in order."""
     path = Path(path)
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
-        digest.update(file.name.encode())
+        if path.is_dir():
+            digest.update(file.name.encode())
         with open(file, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
@@ -72,6 +73,32 @@ def lora_folder(path: str) -> str:
     """A `train lora` output folder stands for its final adapter in `model/`; else `path`."""
     model = Path(path).expanduser() / "model"
     return str(model) if (model / LORA_WEIGHTS).is_file() else path
+
+
+def lora_weights(source: str) -> Path | None:
+    """The local weights file (or folder) of a LoRA, None for a hub id. A safetensors file that
+    holds no LoRA fails here, once, rather than in every image actor."""
+    path = Path(source)
+    weights = path / LORA_WEIGHTS if (path / LORA_WEIGHTS).is_file() else path
+    if not weights.exists():
+        return None
+    if weights.is_file() and weights.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(weights, "pt") as handle:
+                keys = list(handle.keys())
+        except (OSError, SafetensorError) as err:
+            keys, problem = [], str(err)
+        else:
+            problem = f"no LoRA tensors among its {len(keys)} tensors"
+        if not any("lora" in key for key in keys):
+            raise AvatarPlatformError(
+                f"cannot load the LoRA weights '{weights}' ({problem})",
+                expected="a diffusers-format LoRA (pytorch_lora_weights.safetensors)",
+                fix="pass the model folder of `avatar-platform train lora`, or its run folder",
+            )
+    return weights
 
 
 def lora_meta(lora: str) -> dict:
@@ -120,9 +147,10 @@ def controlnet_identity(config: ControlNetBackendConfig) -> dict:
         "models": model_sources(config),
     }
     if config.lora:
-        lora = Path(model_source(config.lora, "LoRA weights"))
-        weights = lora / LORA_WEIGHTS if (lora / LORA_WEIGHTS).is_file() else lora
-        out["lora"] = {"path": str(lora), "weights": str(weights), "sha256": file_digest(weights),
+        source = model_source(config.lora, "LoRA weights")
+        weights = lora_weights(source)
+        out["lora"] = {"path": source, "weights": str(weights) if weights else None,
+                       "sha256": file_digest(weights) if weights else None,
                        "scale": config.lora_scale, "token": lora_token(config)}  # fmt: skip
     return out
 

@@ -54,7 +54,15 @@ class GenerateSummary:
 
 
 def config_hash(config: GenerateConfig) -> str:
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+    text = config.model_dump_json()
+    if config.backend == "controlnet" and config.controlnet.lora:
+        from avatar_platform.core.hub import model_source
+        from avatar_platform.pipelines.datagen.controlnet_backend import file_digest, lora_weights
+
+        # a retrained LoRA in the same folder makes other images: not the same dataset
+        weights = lora_weights(model_source(config.controlnet.lora, "LoRA weights"))
+        text += file_digest(weights) if weights else ""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def check_inputs(config: GenerateConfig) -> None:

@@ -67,9 +67,11 @@ def build_tiny_stable_diffusion(folder: str | Path, seed: int = 0) -> dict[str, 
 
 
 def build_random_stable_diffusion(
-    folder: str | Path, shapes: dict, suffix: str, seed: int = 0, dtype=None
-) -> dict[str, str]:
-    """Write a random-weight SD pipeline of `shapes` (TINY or SD15) and two ControlNets."""
+    folder: str | Path, shapes: dict, suffix: str, seed: int = 0, dtype=None,
+    controlnets: bool = True,
+) -> dict[str, str]:  # fmt: skip
+    """Write a random-weight SD pipeline of `shapes` (TINY or SD15) and two ControlNets (unless
+    `controlnets` is False: a LoRA benchmark needs the pipeline alone)."""
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -117,7 +119,7 @@ def build_random_stable_diffusion(
         pipe = pipe.to(dtype=dtype)
     paths = {"sd_model": folder / f"sd-{suffix}"}
     pipe.save_pretrained(paths["sd_model"])
-    for name in ("openpose", "depth"):
+    for name in ("openpose", "depth") if controlnets else ():
         controlnet = ControlNetModel.from_unet(unet, **shapes["controlnet"])
         with torch.no_grad():  # a ControlNet from a UNet starts with zero convs: perturb them
             for param in controlnet.parameters():

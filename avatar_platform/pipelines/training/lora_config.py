@@ -48,7 +48,10 @@ class LoraTrainingConfig(StrictConfig):
     train_text_encoder: bool = Field(
         False, description="also put an adapter on the CLIP text encoder's attention"
     )
-    resolution: int = Field(512, ge=16, le=2048, description="training image side in pixels")
+    resolution: int = Field(
+        512, ge=16, le=2048, multiple_of=8,
+        description="training image side in pixels (a multiple of 8, the VAE's stride)",
+    )  # fmt: skip
     steps: int = Field(1000, ge=1, description="training steps")
     batch_size: int = Field(4, ge=1, description="pictures per step, over all workers")
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
@@ -79,13 +82,6 @@ class LoraTrainingConfig(StrictConfig):
         value = value.strip()
         if not value or "\n" in value:
             raise ValueError("the token must be a non-empty single line, e.g. 'zorb character'")
-        return value
-
-    @field_validator("resolution")
-    @classmethod
-    def _multiple_of_8(cls, value: int) -> int:
-        if value % 8:
-            raise ValueError(f"resolution must be a multiple of 8 (the VAE's stride), got {value}")
         return value
 
     @model_validator(mode="after")

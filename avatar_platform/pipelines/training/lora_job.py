@@ -36,6 +36,11 @@ def run_train_lora(config: LoraTrainingConfig, images: str | Path, out: Path, *,
     """Train (or continue training) the LoRA of the character in the `images` folder."""
     config, pictures = check_inputs(config, images)
     out, gpu = prepare(config, out, resume=resume, ray_address=ray_address)
+    if config.mixed_precision == "fp16" and not gpu:
+        raise AvatarPlatformError(
+            "mixed_precision fp16 needs GPU workers, and this run has none",
+            fix="set lora.mixed_precision to auto (fp16 on GPUs, fp32 on CPUs) or no",
+        )
     run_id = None
     if track:
         run_id = start_run(out, EXPERIMENT, f"lora-{out.name}", config,

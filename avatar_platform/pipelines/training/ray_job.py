@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +107,48 @@ class RunLogger:
     def image(self, image, path: str) -> None:
         if self.run_id:
             self.client.log_image(self.run_id, image, artifact_file=path)
+
+
+def worker_setup(loop_config: dict) -> tuple[int, int, RunLogger]:
+    """A Ray Train worker's rank, world size and MLflow logger (rank 0 logs); without a GPU,
+    torch gets the worker's share of the CPU cores."""
+    import ray.train
+    import torch
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(loop_config.get("cpu_threads", 1), 1))
+    logger = RunLogger(loop_config.get("tracking_uri"), loop_config.get("run_id"), rank == 0)
+    return rank, world, logger
+
+
+def resume_from_checkpoint(trainer, logger: RunLogger) -> None:
+    """Load Ray Train's latest checkpoint, if any (a restart after a failure, or --resume), into
+    `trainer` (its `load(folder)`) and record the step in MLflow."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            trainer.load(Path(folder))
+        logger.metrics({"resumed_from_step": trainer.step}, trainer.step)
+
+
+def training_steps(trainer, steps: int, log_every: int, loop_config: dict, rank: int,
+                   logger: RunLogger) -> Iterator[tuple[int, dict, bool]]:  # fmt: skip
+    """`trainer.train_step()` until step `steps`; after each, rank 0's progress file is written,
+    and every `log_every` steps (and at the last) the metrics go to MLflow. Yields
+    (step, metrics, last) for the loop's own samples, evaluations and checkpoints."""
+    progress = loop_config.get("progress_file")
+    while trainer.step < steps:
+        metrics = trainer.train_step()
+        step, last = trainer.step, trainer.step == steps
+        if rank == 0 and progress:
+            write_progress(Path(progress), step, metrics)
+        if step % log_every == 0 or last:
+            logger.metrics(metrics, step)
+        yield step, metrics, last
 
 
 def report_checkpoint(step: int, metrics: dict, save: Callable[[Path], None], rank: int) -> None:
