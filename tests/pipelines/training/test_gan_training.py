@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -119,11 +120,16 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tiny_dataset, home):
     deadline = time.monotonic() + 240
 
     # a checkpoint counts once the next one is being written (the first is registered by then)
-    # (Ray Train also writes checkpoint_manager_snapshot.json: count folders only)
-    def checkpoints() -> int:
-        return sum(p.is_dir() for p in (out / "ray" / "train").glob("checkpoint_*"))
+    # kill only once the controller has registered a checkpoint (its snapshot lists it): a
+    # checkpoint folder on disk may not be registered yet, and a restart would begin at step 0
+    def registered() -> int:
+        snapshot = out / "ray" / "train" / "checkpoint_manager_snapshot.json"
+        try:
+            return len(json.loads(snapshot.read_text())["checkpoint_results"])
+        except (OSError, ValueError, KeyError):
+            return 0
 
-    while time.monotonic() < deadline and checkpoints() < 2:
+    while time.monotonic() < deadline and registered() < 1:
         time.sleep(0.1)
     workers = sorted(train_workers() - earlier)
     assert workers, "no training worker to kill"
