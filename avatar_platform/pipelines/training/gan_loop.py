@@ -9,12 +9,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 from avatar_platform.pipelines.training.fid_tracker import FidTracker
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
 from avatar_platform.pipelines.training.gan_trainer import GanTrainer
-from avatar_platform.pipelines.training.ray_job import RunLogger, report_checkpoint, write_progress
+from avatar_platform.pipelines.training.ray_job import (
+    report_checkpoint,
+    resume_from_checkpoint,
+    worker_setup,
+    write_progress,
+)
 
 SAMPLE_SEEDS = (0, 1, 2, 3)
 
@@ -27,18 +30,9 @@ def train_gan_loop(loop_config: dict) -> None:
     from avatar_platform.pipelines.training.samples import view_grid
 
     config = GanTrainingConfig.model_validate(loop_config["config"])
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(loop_config.get("cpu_threads", 1), 1))
+    rank, world, logger = worker_setup(loop_config)
     trainer = GanTrainer(config, ray.train.torch.get_device(), rank, world)
-    checkpoint = ray.train.get_checkpoint()
-    logger = RunLogger(loop_config.get("tracking_uri"), loop_config.get("run_id"), rank == 0)
-    if checkpoint:
-        with checkpoint.as_directory() as folder:
-            trainer.load(Path(folder))
-        # a restart after a failure, or --resume: visible in MLflow
-        logger.metrics({"resumed_from_step": trainer.step}, trainer.step)
+    resume_from_checkpoint(trainer, logger)
     shard = ray.train.get_dataset_shard("train")
     fid = FidTracker(config.fid_samples if rank == 0 else 0)
     metrics: dict[str, float] = {}
