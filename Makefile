@@ -61,6 +61,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/generation.py
+	$(BIN)/python bench/training.py
 
 clean:
 	rm -rf $(VENV) .avatar
