@@ -58,7 +58,9 @@ def train_gan_loop(loop_config: dict) -> None:
                 logger.metrics(metrics, step)
             last = step == config.steps
             if fid.ready and (last or (config.fid_every and step % config.fid_every == 0)):
-                logger.metrics(fid.score(trainer.G_ema), step)
+                scores = fid.score(trainer.G_ema)
+                logger.metrics(scores, step)
+                metrics.update(scores)  # into this step's report: model/metrics.json keeps the FID
             if rank == 0 and (step % config.sample_every == 0 or step == config.steps):
                 grid = view_grid(trainer.G_ema, list(SAMPLE_SEEDS))
                 logger.image(grid, f"samples/step-{step:07d}.png")

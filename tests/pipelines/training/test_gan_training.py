@@ -83,6 +83,9 @@ def test_the_mlflow_run_has_params_metrics_and_images(two_worker_run, home):
     assert "images_per_second" in run.data.metrics and "seconds_per_kimg" in run.data.metrics
     fid = client.get_metric_history(two_worker_run.run_id, "fid")
     assert [m.step for m in fid] == [4] and fid[0].value > 0  # at the end of training
+    # the model folder keeps it too: the registry's promotion gate reads it from there
+    saved = json.loads((two_worker_run.model / "metrics.json").read_text())
+    assert saved["fid"] == pytest.approx(fid[0].value) and saved["step"] == 4
     samples = {a.path for a in client.list_artifacts(two_worker_run.run_id, "samples")}
     assert "samples/step-0000002.png" in samples and "samples/step-0000004.png" in samples
     models = {a.path for a in client.list_artifacts(two_worker_run.run_id, "model")}
