@@ -1,6 +1,6 @@
 """`avatar-platform registry`: register trained models in MLflow, list them, promote, roll back.
 
-Thin: each command calls `avatar_platform.core.registry` and prints plain lines.
+Thin: each command calls `avatar_platform.pipelines.inference.registry` and prints plain lines.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.core.registry import MODEL_NAME
+from avatar_platform.pipelines.inference.registry import MODEL_NAME
 
 app = typer.Typer(
     help="The MLflow model registry: register, list, promote (with an FID gate), roll back.",
@@ -29,7 +29,7 @@ def register(
     fid: float | None = typer.Option(None, help="the generator's FID (default: metrics.json)"),
 ) -> None:
     """Register a trained model (a diffusion model brings the generator it was trained on)."""
-    from avatar_platform.core import registry
+    from avatar_platform.pipelines.inference import registry
 
     version = registry.register(path_or_run, name=name, fid=fid)
     tags = version.tags
@@ -48,7 +48,7 @@ def list_(
     import dataclasses
     import json
 
-    from avatar_platform.core import registry
+    from avatar_platform.pipelines.inference import registry
 
     versions = registry.list_versions(name)
     if as_json:
@@ -68,7 +68,7 @@ def promote(
     force: bool = typer.Option(False, help="promote even if its FID is worse than the holder's"),
 ) -> None:
     """Point an alias at a version; refused when its FID is worse than the current holder's."""
-    from avatar_platform.core import registry
+    from avatar_platform.pipelines.inference import registry
 
     if version == "latest":
         versions = registry.list_versions(name)  # newest first; an unknown name is its own error
@@ -97,7 +97,7 @@ def rollback(
     alias: str = typer.Option(..., help="the alias to move back, e.g. champion"),
 ) -> None:
     """Move an alias back to the version that held it before the last promotion."""
-    from avatar_platform.core import registry
+    from avatar_platform.pipelines.inference import registry
 
     done = registry.rollback(name, alias)
     typer.echo(f"{name}@{alias} → version {done.version} (FID {_fid(done.fid)}), "

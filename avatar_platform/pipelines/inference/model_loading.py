@@ -89,8 +89,8 @@ def _pyfunc_data(folder: Path) -> Path:
 def _download(uri: str) -> Path:
     import mlflow
 
-    from avatar_platform.core import registry
     from avatar_platform.core.tracking import point_mlflow, tracking_uri
+    from avatar_platform.pipelines.inference import registry
 
     registry.check_reachable()
     if uri.startswith("models:/") and "@" in uri:

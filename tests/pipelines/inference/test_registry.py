@@ -19,9 +19,9 @@ import trimesh
 import yaml
 from PIL import Image
 
-from avatar_platform.core import registry
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.tracking import configure_mlflow
+from avatar_platform.pipelines.inference import registry
 
 NAME = registry.MODEL_NAME
 
