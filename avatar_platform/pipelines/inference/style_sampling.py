@@ -16,10 +16,7 @@ from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.models.style_diffusion.denoiser import StyleDenoiser
 from avatar_platform.models.style_diffusion.encoders import load_image_encoder
 from avatar_platform.models.style_diffusion.schedule import DiffusionScheduleConfig, sample_w
-
-
-def is_diffusion_folder(folder: Path) -> bool:
-    return (Path(folder) / "style_denoiser.json").is_file()
+from avatar_platform.pipelines.inference.model_loading import is_diffusion_folder
 
 
 @lru_cache(maxsize=4)

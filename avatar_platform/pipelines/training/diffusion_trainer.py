@@ -137,15 +137,20 @@ class DiffusionTrainer:
     def held_out(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.pairs(self.config.eval_pairs, torch.Generator().manual_seed(HELD_OUT_SEED))
 
+    def _sample(self, images: torch.Tensor) -> torch.Tensor:
+        """w (B, w_dim) sampled from `images` with seed 0, the encoder in eval mode meanwhile."""
+        training = self.encoder.training
+        cond = self.encoder.eval()(images)
+        self.encoder.train(training)  # a frozen CLIP stays in eval mode
+        return sample_w(self.denoiser, cond, self.config.schedule,
+                        generator=torch.Generator().manual_seed(0))  # fmt: skip
+
     @torch.no_grad()
     def evaluate(self, w: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
         """Reconstruction of held-out frontal renders: w error (normalised units) and the mean
         absolute pixel difference (0–1) between input and avatar front, beside the mean-w
         baseline (an avatar that ignores the image)."""
-        self.encoder.eval()
-        w_hat = sample_w(self.denoiser, self.encoder(images), self.config.schedule,
-                         generator=torch.Generator().manual_seed(0))  # fmt: skip
-        self.encoder.train()
+        w_hat = self._sample(images)
         mean = self.denoiser.w_mean.expand_as(w)
         out = {}
         for name, guess in (("", w_hat), ("_mean_baseline", mean)):
@@ -165,9 +170,7 @@ class DiffusionTrainer:
     def comparison_grid(self, w: torch.Tensor, images: torch.Tensor, rows: int = 4) -> np.ndarray:
         """Rows = held-out inputs; columns = input, avatar front, left, back, right."""
         images, w = images[:rows], w[:rows]
-        w_hat = sample_w(self.denoiser, self.encoder.eval()(images), self.config.schedule,
-                         generator=torch.Generator().manual_seed(0))  # fmt: skip
-        self.encoder.train()
+        w_hat = self._sample(images)
         lines = []
         for image, guess in zip(to_uint8(images), w_hat, strict=True):
             ws = guess[None, None].expand(1, self.G.mapping.num_ws, -1)
