@@ -199,7 +199,7 @@ class StyleAvatar3DModel:
             )
         rows = []
         for request in requests:
-            for sample, ws in enumerate(self._avatars(request)):
+            for sample, ws in enumerate(self.avatars(request)):
                 rows.append(
                     {
                         "request": request.index,
@@ -210,7 +210,7 @@ class StyleAvatar3DModel:
                 )
         return pd.DataFrame(rows, columns=["request", "sample", "views_png", "mesh_glb"])
 
-    def _avatars(self, request: AvatarRequest) -> list[torch.Tensor]:
+    def avatars(self, request: AvatarRequest) -> list[torch.Tensor]:
         """The ws (1, num_ws, w_dim) of each avatar a request asks for."""
         if request.seed is not None:
             return [sampling.ws_for_seed(self.generator, request.seed, request.truncation)]
@@ -226,9 +226,13 @@ class StyleAvatar3DModel:
         return png_bytes(sampling.view_row(self.generator, ws, views))
 
     def _mesh(self, ws: torch.Tensor, request: AvatarRequest) -> bytes:
-        # level None: a registered model may be early in training, below EG3D's level 10
-        mesh = sampling.mesh_for_ws(self.generator, ws, request.mesh_resolution, None)
-        return mesh.export(file_type="glb")  # a valid, empty GLB when there is no surface
+        return self.mesh(ws, request.mesh_resolution).export(file_type="glb")
+
+    def mesh(self, ws: torch.Tensor, resolution: int):
+        """The avatar's trimesh; exported, an empty one is still a valid GLB.
+
+        Level None: a registered model may be early in training, below EG3D's level 10."""
+        return sampling.mesh_for_ws(self.generator, ws, resolution, None)
 
 
 def load_model(folder: str | Path, device: str | None = None) -> StyleAvatar3DModel:

@@ -34,6 +34,17 @@ def render(generator, ws: torch.Tensor, yaws, pitch: float = 0.0) -> np.ndarray:
     return to_uint8(generator.synthesis(ws.expand(len(c), -1, -1), c)["image"])
 
 
+@torch.no_grad()
+def render_pairs(generator, ws: torch.Tensor, yaws: list[float], chunk: int = 16) -> np.ndarray:
+    """(N, R, R, 3) uint8: row i of ws (N, num_ws, w_dim) seen from yaws[i], `chunk` at a time,
+    so that avatars of several requests render in one batch."""
+    c = cameras(list(yaws)).to(ws.device, torch.float32)
+    return np.concatenate(
+        [to_uint8(generator.synthesis(ws[i : i + chunk], c[i : i + chunk])["image"])
+         for i in range(0, len(ws), chunk)]  # fmt: skip
+    )
+
+
 def ws_for_seed(generator, seed: int, truncation_psi: float) -> torch.Tensor:
     """ws (1, num_ws, w_dim) of a seed."""
     return ws_for(generator, latent(generator, seed), truncation_psi)
@@ -97,13 +108,17 @@ def mesh_for_seed(generator, seed: int, resolution: int, level: float | None,
     return mesh_for_ws(generator, ws_for_seed(generator, seed, truncation_psi), resolution, level)
 
 
-def write_gif(frames: list[np.ndarray], path: Path, fps: int = 12) -> Path:
+def write_gif(frames: list[np.ndarray], path: Path | io.BytesIO, fps: int = 12):
+    """An endless GIF of `frames` into a file (returns its path) or a buffer."""
     from PIL import Image
 
     images = [Image.fromarray(f) for f in frames]
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],
                    duration=int(1000 / fps), loop=0)  # fmt: skip
+    if isinstance(path, io.BytesIO):
+        path.write(buffer.getvalue())
+        return path
     Path(path).write_bytes(buffer.getvalue())
     return Path(path)
 

@@ -1,0 +1,373 @@
+"""The Serve application: a FastAPI ingress (API, result files, web page) in front of the
+model deployment. `build_app(args)` is the application builder that `avatar-platform serve`
+and a Serve config's `import_path` use.
+
+Every request is checked here, once: bad input is a 4xx with one message, never a 500.
+"""
+
+# no `from __future__ import annotations`: FastAPI must see the route annotations as types
+import asyncio
+import hmac
+import json
+import os
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from avatar_platform import __version__
+from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.serve.avatars import AvatarJob
+from avatar_platform.serve.config import ServeConfig
+from avatar_platform.serve.model_deployment import AvatarModel
+from avatar_platform.serve.results import MEDIA_TYPES, ResultStore, avatar_files
+from avatar_platform.serve.schemas import (
+    AvatarOptions,
+    AvatarSet,
+    ErrorBody,
+    ImageOptions,
+    ModelInfo,
+    SeedsRequest,
+    check_limits,
+)
+
+STATIC = Path(str(resources.files("avatar_platform.serve").joinpath("static")))
+MAX_JSON_BYTES = 64 * 1024
+MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers around the picture
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff")
+API_KEY_HEADER = "X-API-Key"
+
+
+class ApiError(Exception):
+    """A request the API refuses: an HTTP status and one message."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+ERRORS = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (400, "malformed request"),
+        (401, "missing or wrong API key"),
+        (404, "unknown result"),
+        (413, "upload too large"),
+        (415, "unsupported content type"),
+        (422, "invalid values"),
+        (503, "busy: retry later"),
+        (504, "took longer than the server's request timeout"),
+    )
+}
+
+api = FastAPI(
+    title="avatar-platform",
+    version=__version__,
+    description="StyleAvatar3D avatars from seeds or pictures: views, turntables and meshes.",
+    docs_url=None,  # FastAPI's docs pages load their scripts from a CDN; the spec is served
+    redoc_url=None,
+    openapi_url=None,  # served by the ingress below, behind the API key
+)
+api.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+@api.exception_handler(ApiError)
+async def _api_error(_: Request, err: ApiError) -> JSONResponse:
+    return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _no_route(request: Request, err: StarletteHTTPException) -> JSONResponse:
+    # starlette's own 404/405 say only "Not Found": say what exists instead
+    message = f"{err.detail}: {request.method} {request.url.path[:200]}"
+    if err.status_code == 404:
+        message += "; the API is POST /v1/avatars, GET /v1/avatars/{id}[/file], GET /v1/model"
+    return JSONResponse({"error": message}, status_code=err.status_code, headers=err.headers)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"error": _validation_message(err.errors())}, status_code=422)
+
+
+def _validation_message(errors) -> str:
+    """pydantic's errors as one line: `views: Input should be greater than or equal to 1`."""
+    parts = []
+    for error in errors:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body",)) or "body"
+        message = "unknown field" if error.get("type") == "extra_forbidden" else error["msg"]
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def _request_body_spec() -> dict:
+    image_form = ImageOptions.model_json_schema()
+    image_form["properties"] = {
+        "image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP"},
+        **image_form["properties"],
+    }
+    image_form["required"] = ["image"]
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": SeedsRequest.model_json_schema()},
+                "multipart/form-data": {"schema": image_form},
+            },
+        }
+    }
+
+
+def _job(options: AvatarOptions, seed: int | None = None, image: bytes | None = None):
+    extra = options.model_dump(include={"num_samples", "guidance"})
+    return AvatarJob(
+        seed=seed, image=image, views=options.views, resolution=options.resolution,
+        mesh=options.mesh, mesh_resolution=options.mesh_resolution,
+        turntable=options.turntable, frames=options.frames, truncation=options.truncation,
+        **extra,
+    )  # fmt: skip
+
+
+@serve.deployment(name="AvatarIngress", ray_actor_options={"num_cpus": 0})
+@serve.ingress(api)
+class AvatarIngress:
+    def __init__(self, model: DeploymentHandle, args: dict, api_key: str | None = None) -> None:
+        from avatar_platform.core.paths import platform_home
+
+        self.config = ServeConfig.model_validate(args)
+        self.model = model
+        self.api_key = api_key or os.environ.get(self.config.api_key_env) or None
+        root = self.config.results_dir or platform_home() / "serve" / "results"
+        self.store = ResultStore(Path(root), self.config.max_results)
+        self._info: ModelInfo | None = None
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def _authorize(self, request: Request) -> None:
+        if self.api_key is None:
+            return
+        given = request.headers.get(API_KEY_HEADER, "")
+        bearer = request.headers.get("authorization", "")
+        if not given and bearer.lower().startswith("bearer "):
+            given = bearer[7:].strip()
+        if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+            raise ApiError(
+                401,
+                f"{'a wrong' if given else 'no'} API key; expected the server's key in the "
+                f"{API_KEY_HEADER} header (or Authorization: Bearer <key>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    def _declared_length(self, request: Request, limit: int, what: str) -> None:
+        length = request.headers.get("content-length")
+        if length is None:
+            if request.headers.get("transfer-encoding"):
+                raise ApiError(411, f"{what} without a Content-Length; send the body whole")
+            return
+        if not length.isdigit():
+            raise ApiError(400, f"Content-Length is '{length}', expected a number of bytes")
+        if int(length) > limit:
+            raise ApiError(413, f"{what} is {int(length)} bytes; this server takes at most {limit}")
+
+    async def _model_info(self) -> ModelInfo:
+        if self._info is None:
+            self._info = ModelInfo.model_validate(await self.model.info.remote())
+        return self._info
+
+    async def _seeds(self, request: Request) -> tuple[AvatarOptions, list[AvatarJob]]:
+        self._declared_length(request, MAX_JSON_BYTES, "the JSON body")
+        body = await request.body()
+        if len(body) > MAX_JSON_BYTES:
+            raise ApiError(413, f"the JSON body is over {MAX_JSON_BYTES} bytes")
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ApiError(400, f"the body is not valid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, f"the JSON body is a {type(data).__name__}, expected an object "
+                                'like {"seeds": [0, 1], "views": 4}')  # fmt: skip
+        try:
+            options = SeedsRequest.model_validate(data)
+        except ValidationError as err:
+            raise ApiError(422, _validation_message(err.errors())) from None
+        self._check_limits(options, len(options.seeds))
+        return options, [_job(options, seed=seed) for seed in options.seeds]
+
+    async def _upload(self, request: Request) -> tuple[AvatarOptions, list[AvatarJob]]:
+        from starlette.datastructures import UploadFile
+
+        from avatar_platform.pipelines.inference.image_input import load_image
+
+        limit = self.config.max_upload_bytes
+        self._declared_length(request, limit + MULTIPART_OVERHEAD, "the upload")
+        try:
+            form = await request.form(max_files=1, max_fields=32, max_part_size=limit)
+        except Exception as err:  # starlette's parser raises its own types for broken forms
+            raise ApiError(400, f"cannot read the multipart form ({err})") from None
+        fields = {k: v for k, v in form.multi_items() if k != "image"}
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(422, "no file in the form field 'image'; upload the picture there")
+        if upload.content_type not in IMAGE_TYPES:
+            raise ApiError(
+                415, f"the upload's content type is '{upload.content_type}', expected one of "
+                f"{', '.join(IMAGE_TYPES)}"
+            )  # fmt: skip
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise ApiError(413, f"the picture is over {limit} bytes (this server's limit)")
+        try:
+            options = ImageOptions.model_validate(fields)
+        except ValidationError as err:
+            raise ApiError(422, _validation_message(err.errors())) from None
+        self._check_limits(options)
+        if not (await self._model_info()).image_conditioning:
+            raise ApiError(422, "the live model has no image conditioning (a generator-only "
+                                "package); send seeds as JSON instead")  # fmt: skip
+        try:
+            await asyncio.to_thread(load_image, data, name="the uploaded picture",
+                                    max_bytes=limit, max_pixels=self.config.max_pixels)  # fmt: skip
+        except AvatarPlatformError as err:
+            raise ApiError(422, err.message) from None
+        return options, [_job(options, image=data)]
+
+    def _check_limits(self, options: AvatarOptions, seeds: int = 0) -> None:
+        problems = check_limits(options, self.config, seeds)
+        if problems:
+            raise ApiError(422, "; ".join(problems))
+
+    async def _render(self, jobs: list[AvatarJob]):
+        from ray.serve.exceptions import BackPressureError
+
+        responses = [self.model.remote(job) for job in jobs]
+        try:
+            return await asyncio.wait_for(asyncio.gather(*responses),
+                                          self.config.request_timeout_s)  # fmt: skip
+        except TimeoutError:
+            for response in responses:
+                response.cancel()
+            raise ApiError(504, f"the avatars took over {self.config.request_timeout_s:g} s; "
+                                "ask for fewer seeds, views or frames") from None  # fmt: skip
+        except BackPressureError:
+            for response in responses:
+                response.cancel()
+            raise ApiError(503, "every model replica is busy and its queue is full; retry "
+                                "shortly", headers={"Retry-After": "1"}) from None  # fmt: skip
+
+    # -- routes ------------------------------------------------------------------------------
+
+    @api.get("/healthz", summary="liveness (no API key)")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/v1/model", response_model=ModelInfo, responses=ERRORS,
+             summary="the live model and its registered version")  # fmt: skip
+    async def model_info(self, request: Request) -> ModelInfo:
+        self._authorize(request)
+        return await self._model_info()
+
+    @api.post("/v1/avatars", status_code=201, response_model=AvatarSet, responses=ERRORS,
+              openapi_extra=_request_body_spec(),
+              summary="avatars from seeds (JSON) or from a picture (multipart, field `image`)")  # fmt: skip
+    async def create(self, request: Request) -> AvatarSet:
+        self._authorize(request)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "application/json":
+            options, jobs = await self._seeds(request)
+        elif content_type == "multipart/form-data":
+            options, jobs = await self._upload(request)
+        else:
+            raise ApiError(415, f"content type '{content_type or 'none'}'; expected "
+                                "application/json (seeds) or multipart/form-data (a picture "
+                                "in the field 'image')")  # fmt: skip
+        info = await self._model_info()
+        rendered = [avatar for batch in await self._render(jobs) for avatar in batch]
+        result_id = self.store.new_id()
+        base = f"{request.scope.get('root_path', '').rstrip('/')}/v1/avatars/{result_id}"
+        files: dict[str, bytes] = {}
+        avatars = []
+        for index, avatar in enumerate(rendered):
+            names = avatar_files(index, avatar)
+            files.update(names)
+            link = {name.split("-", 1)[1].rsplit(".", 1)[0]: f"{base}/{name}" for name in names}
+            avatars.append({
+                "index": index, "seed": avatar.seed, "sample": avatar.sample,
+                "views": [link[f"view{v}"] for v in range(len(avatar.views))],
+                "views_grid": link["views"], "turntable": link.get("turntable"),
+                "mesh": link.get("mesh"), "mesh_faces": avatar.mesh_faces,
+            })  # fmt: skip
+        result = AvatarSet(
+            id=result_id, created=datetime.now(UTC).isoformat(timespec="seconds"), model=info,
+            options=options.model_dump(), avatars=avatars, links={"self": base},
+        )  # fmt: skip
+        await asyncio.to_thread(self.store.save, result_id, files, result.model_dump())
+        return result
+
+    @api.get("/v1/avatars/{result_id}", response_model=AvatarSet, responses=ERRORS,
+             summary="a result set again")  # fmt: skip
+    async def result(self, result_id: str, request: Request) -> AvatarSet:
+        self._authorize(request)
+        manifest = self.store.manifest(result_id)
+        if manifest is None:
+            raise ApiError(404, f"no result '{result_id[:40]}'; ids are 32 hex digits from "
+                                "POST /v1/avatars")  # fmt: skip
+        return AvatarSet.model_validate(manifest)
+
+    @api.get("/v1/avatars/{result_id}/{name}", responses=ERRORS,
+             summary="a file of a result set: views (PNG), turntable (GIF), mesh (GLB)")  # fmt: skip
+    async def result_file(self, result_id: str, name: str, request: Request) -> FileResponse:
+        self._authorize(request)
+        path = self.store.file(result_id, name)
+        if path is None:
+            raise ApiError(404, f"no file '{name[:80]}' in result '{result_id[:40]}'")
+        return FileResponse(path, media_type=MEDIA_TYPES[path.suffix[1:]],
+                            headers={"Cache-Control": "private, max-age=86400, immutable"})  # fmt: skip
+
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi(self, request: Request) -> JSONResponse:
+        self._authorize(request)
+        spec = dict(api.openapi())
+        root = request.scope.get("root_path", "")
+        return JSONResponse({**spec, "servers": [{"url": root}]} if root else spec)
+
+    @api.get("/", include_in_schema=False)
+    async def page(self) -> FileResponse:
+        # the page itself carries no data: a browser cannot add a key header to a page load,
+        # so the page asks for the key and sends it with each API call
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+def build_app(args: dict) -> serve.Application:
+    """The Serve application for `args` (the fields of ServeConfig; `api_key` optionally, which
+    is never written into a config file)."""
+    args = dict(args)
+    api_key = args.pop("api_key", None)
+    try:
+        config = ServeConfig.model_validate(args)
+    except ValidationError as err:
+        raise AvatarPlatformError(
+            f"invalid serve arguments: {_validation_message(err.errors())}",
+            expected=f"fields of ServeConfig: {', '.join(ServeConfig.model_fields)}",
+        ) from None
+    if not config.model:
+        raise AvatarPlatformError(
+            "no model to serve", expected="`model`: a model folder or MLflow URI",
+            fix="pass --model models:/styleavatar3d@champion (or a `train` output folder)",
+        )  # fmt: skip
+    model = AvatarModel.options(
+        autoscaling_config=config.autoscaling_config(),
+        max_ongoing_requests=config.max_ongoing_requests,
+        max_queued_requests=config.max_queued_requests,
+        ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
+    ).bind(config.model_dump())
+    return AvatarIngress.options(max_ongoing_requests=max(64, 4 * config.max_queued_requests)).bind(
+        model, config.model_dump(), api_key
+    )

@@ -1,0 +1,87 @@
+"""One real Serve deployment for the serve tests: a tiny diffusion model registered and promoted
+to `champion` in a store of its own, served from `models:/styleavatar3d@champion` on local Ray,
+once as an open app at `/` and once with an API key at `/keyed`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+API_KEY = "test-key-1234"
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str  # the open app
+    keyed_url: str  # the same model behind API_KEY
+    home: Path  # the platform home of its MLflow store
+    version: int  # the registered version `champion` pointed to when it was deployed
+    config: dict  # the app's ServeConfig args
+    api_key: str = API_KEY
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not become healthy in {timeout} s")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="package")
+def served(ray_session, tiny_diffusion, tmp_path_factory):
+    from ray import serve
+
+    from avatar_platform.core.tracking import tracking_uri
+    from avatar_platform.pipelines.inference import registry
+    from avatar_platform.serve.app import build_app
+
+    home = tmp_path_factory.mktemp("serve-home")
+    before = os.environ.get("AVATAR_HOME")
+    os.environ["AVATAR_HOME"] = str(home)
+    try:
+        version = int(registry.register(tiny_diffusion).version)
+        registry.promote(registry.MODEL_NAME, version, "champion", force=True)
+        uri = tracking_uri()
+    finally:
+        if before is not None:
+            os.environ["AVATAR_HOME"] = before
+    config = {
+        "model": f"models:/{registry.MODEL_NAME}@champion",
+        "mlflow_tracking_uri": uri,
+        "results_dir": str(home / "results"),
+        "max_upload_bytes": 256 * 1024,
+        "max_pixels": 4_000_000,
+        "max_seeds": 8,
+        "max_views": 8,
+        "max_resolution": 256,
+        "max_frames": 24,
+        "max_mesh_resolution": 48,
+        "request_timeout_s": 60,
+    }
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(config), name="avatars", route_prefix="/")
+    serve.run(build_app({**config, "api_key": API_KEY}), name="keyed", route_prefix="/keyed")
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url)
+    wait_healthy(f"{url}/keyed")
+    yield Served(url, f"{url}/keyed", home, version, config)
+    serve.shutdown()
