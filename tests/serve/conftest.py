@@ -38,7 +38,7 @@ def wait_healthy(url: str, timeout: float = 120.0) -> None:
         try:
             if requests.get(f"{url}/healthz", timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} did not become healthy in {timeout} s")

@@ -1,0 +1,192 @@
+"""`avatar-platform serve`: the model behind Ray Serve on this machine (or a Ray cluster), and
+`serve config`: the same application as a Serve config file for a KubeRay RayService."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import typer
+
+from avatar_platform.cli.common import PRESET_HELP, RAY_ADDRESS, echo_err
+from avatar_platform.core.errors import AvatarPlatformError
+
+APP_NAME = "styleavatar3d"
+
+app = typer.Typer(
+    help="Serve a model over HTTP on Ray Serve (API, web page, autoscaled replicas).",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+
+MODEL = typer.Option(
+    None, help="model folder, `train` output or MLflow URI (models:/styleavatar3d@champion)"
+)
+PRESET = typer.Option("demo", help=PRESET_HELP)
+CONFIG = typer.Option(None, help="YAML file whose `serve:` section overrides the preset")
+NUM_GPUS = typer.Option(None, help="GPUs per model replica")
+MIN_REPLICAS = typer.Option(None, help="fewest model replicas")
+MAX_REPLICAS = typer.Option(None, help="most model replicas")
+MAX_BATCH = typer.Option(None, help="avatars a replica renders together")
+
+
+def _config(model, preset, config_file, overrides: dict):
+    from avatar_platform.core.config import resolve_config
+    from avatar_platform.serve.config import ServeConfig
+
+    config = resolve_config(ServeConfig, "serve", preset, config_file,
+                            {"model": model, **overrides})  # fmt: skip
+    if not config.model:
+        raise AvatarPlatformError(
+            "no model to serve",
+            expected="--model: a model folder, a `train` output or an MLflow URI",
+            fix="pass --model models:/styleavatar3d@champion (see `avatar-platform registry list`)",
+        )
+    return config
+
+
+def _check_model(spec: str) -> str:
+    """Fail here, in seconds, on a model the replicas could not load: a missing folder or
+    registry, or an alias nobody holds. Returns what will be served, in words."""
+    if spec.startswith("models:/"):
+        from avatar_platform.pipelines.inference import registry
+
+        registry.check_reachable()
+        reference = spec.removeprefix("models:/").rstrip("/")
+        if "@" in reference:
+            name, alias = reference.split("@", 1)
+            return f"{spec} (version {registry.resolve_alias(name, alias).version})"
+        return spec
+    if spec.startswith(("runs:/", "mlflow-artifacts:")):
+        return spec
+    from avatar_platform.pipelines.inference.model_loading import resolve_package_folder
+
+    return str(resolve_package_folder(spec))
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise AvatarPlatformError(
+                f"cannot listen on {host}:{port} ({err.strerror})",
+                fix="stop what uses that port, or pass another --port",
+            ) from None
+
+
+@app.callback()
+def serve(
+    ctx: typer.Context,
+    model: str | None = MODEL,
+    preset: str = PRESET,
+    config: Path | None = CONFIG,
+    host: str | None = typer.Option(None, help="HTTP host (default 127.0.0.1: this machine)"),
+    port: int | None = typer.Option(None, help="HTTP port (default 8000)"),
+    num_gpus: float | None = NUM_GPUS,
+    min_replicas: int | None = MIN_REPLICAS,
+    max_replicas: int | None = MAX_REPLICAS,
+    max_batch_size: int | None = MAX_BATCH,
+    ray_address: str | None = RAY_ADDRESS,
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and exit"),
+) -> None:
+    """Serve a model: POST /v1/avatars, the web page at /, the spec at /openapi.json.
+
+    The API key, if any, is read from AVATAR_API_KEY (never from a flag: flags show in `ps`).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    overrides = {"host": host, "port": port, "num_gpus": num_gpus, "min_replicas": min_replicas,
+                 "max_replicas": max_replicas, "max_batch_size": max_batch_size}  # fmt: skip
+    resolved = _config(model, preset, config, overrides)
+    if dry_run:
+        typer.echo(resolved.model_dump_json(indent=2))
+        return
+    what = _check_model(resolved.model)
+    _check_port(resolved.host, resolved.port)
+
+    from avatar_platform.core.ray_runtime import check_ray_address, init_ray
+    from avatar_platform.core.tracking import tracking_uri
+
+    args = resolved.application_args()
+    args.setdefault("mlflow_tracking_uri", tracking_uri())
+    api_key = os.environ.get(resolved.api_key_env) or None
+    check_ray_address(ray_address)
+    init_ray(ray_address, min_cpus=4)
+
+    from ray import serve as ray_serve
+
+    from avatar_platform.serve.app import build_app
+
+    url = f"http://{resolved.host}:{resolved.port}"
+    echo_err(f"loading {what} into {resolved.min_replicas or 1} replica(s)…")
+    ray_serve.start(http_options={"host": resolved.host, "port": resolved.port,
+                                  "request_timeout_s": resolved.request_timeout_s + 10})  # fmt: skip
+    try:
+        ray_serve.run(build_app({**args, "api_key": api_key}), name=APP_NAME, route_prefix="/")
+        typer.echo(f"serving {what} at {url}/")
+        typer.echo(f"  web page  {url}/")
+        typer.echo(f"  API       POST {url}/v1/avatars   (spec: {url}/openapi.json)")
+        typer.echo(f"  API key   {'required (AVATAR_API_KEY)' if api_key else 'none'}")
+        typer.echo("Ctrl-C stops the server.")
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        echo_err("stopping…")
+    finally:
+        ray_serve.shutdown()
+
+
+@app.command(name="config")
+def config_file(
+    model: str | None = MODEL,
+    preset: str = typer.Option("paper", help=PRESET_HELP),
+    config: Path | None = CONFIG,
+    host: str = typer.Option("0.0.0.0", help="HTTP host inside the cluster"),
+    port: int = typer.Option(8000, help="HTTP port"),
+    num_gpus: float | None = NUM_GPUS,
+    min_replicas: int | None = MIN_REPLICAS,
+    max_replicas: int | None = MAX_REPLICAS,
+    max_batch_size: int | None = MAX_BATCH,
+    out: Path | None = typer.Option(None, help="write here (default: print)"),
+) -> None:
+    """Write this application's Serve config (YAML): a RayService's serveConfigV2.
+
+    Also for `serve deploy` on a running cluster. The API key is not in it: set AVATAR_API_KEY
+    on the pods.
+    """
+    import yaml
+
+    from avatar_platform.serve.config import IMPORT_PATH
+
+    overrides = {"num_gpus": num_gpus, "min_replicas": min_replicas,
+                 "max_replicas": max_replicas, "max_batch_size": max_batch_size}  # fmt: skip
+    resolved = _config(model, preset, config, overrides)
+    document = {
+        "proxy_location": "EveryNode",
+        "http_options": {
+            "host": host,
+            "port": port,
+            "request_timeout_s": resolved.request_timeout_s + 10,
+        },  # fmt: skip
+        "applications": [
+            {
+                "name": APP_NAME,
+                "route_prefix": "/",
+                "import_path": IMPORT_PATH,
+                "args": resolved.application_args(),
+            }
+        ],
+    }
+    text = "# avatar-platform serve config: Ray Serve config for a RayService or `serve deploy`\n"
+    text += yaml.safe_dump(document, sort_keys=False)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    from avatar_platform.core.paths import atomic_write_bytes
+
+    atomic_write_bytes(Path(out), text.encode())
+    typer.echo(f"wrote {out}")

@@ -1,0 +1,96 @@
+"""`avatar-platform serve` as a user runs it (a real server in a child process, stopped with
+Ctrl-C), and `serve config`, whose YAML Ray Serve accepts and builds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+import yaml
+
+from avatar_platform.cli.app import main
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_runs_a_model_folder_until_ctrl_c(tiny_generator, tmp_path):
+    port = _free_port()
+    env = {**os.environ, "AVATAR_HOME": str(tmp_path / "home"), "AVATAR_API_KEY": "k-123456"}
+    command = [sys.executable, "-m", "avatar_platform.cli.app", "serve", "--preset", "tiny",
+               "--model", str(tiny_generator), "--port", str(port)]  # fmt: skip
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert child.poll() is None, child.communicate()
+            try:
+                if requests.get(f"{url}/healthz", timeout=5).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):  # not up yet
+                pass
+            assert time.monotonic() < deadline, "the server did not come up in 180 s"
+            time.sleep(1)
+        key = {"X-API-Key": "k-123456"}
+        assert requests.get(f"{url}/v1/model", timeout=10).status_code == 401
+        info = requests.get(f"{url}/v1/model", headers=key, timeout=10).json()
+        assert info["uri"] == str(tiny_generator) and info["image_conditioning"] is False
+        made = requests.post(f"{url}/v1/avatars", json={"seeds": [0], "views": 2}, headers=key,
+                             timeout=120)  # fmt: skip
+        assert made.status_code == 201, made.text
+        # a generator-only model refuses pictures with a reason, not a crash
+        refused = requests.post(f"{url}/v1/avatars", headers=key, timeout=30,
+                                files={"image": ("a.png", b"x", "image/png")})  # fmt: skip
+        assert refused.status_code == 422 and "image conditioning" in refused.json()["error"]
+    finally:
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert f"serving {tiny_generator}" in out and f"{url}/v1/avatars" in out
+
+
+def test_serve_refuses_a_missing_model_and_a_busy_port_before_starting(tmp_path, capsys):
+    assert main(["serve", "--model", str(tmp_path / "nothing")]) == 2
+    assert "is not a model" in capsys.readouterr().err
+    assert main(["serve"]) == 2
+    assert "no model to serve" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--model", str(tmp_path), "--port", str(port)]) == 2
+
+
+def test_serve_config_writes_a_serve_config_ray_accepts(tmp_path, capsys, monkeypatch):
+    from ray.serve.schema import ServeDeploySchema
+
+    from avatar_platform.serve.app import build_app
+    from avatar_platform.serve.config import IMPORT_PATH
+
+    monkeypatch.setenv("AVATAR_API_KEY", "k-123456")  # a secret never goes into the file
+    out = tmp_path / "serve.yaml"
+    code = main(["serve", "config", "--model", "models:/styleavatar3d@champion",
+                 "--max-replicas", "4", "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    document = yaml.safe_load(out.read_text())
+    ServeDeploySchema.model_validate(document)
+    [application] = document["applications"]
+    assert application["import_path"] == IMPORT_PATH
+    args = application["args"]
+    assert args["model"] == "models:/styleavatar3d@champion"
+    assert args["max_replicas"] == 4 and args["num_gpus"] == 1  # the paper preset's GPU replicas
+    assert "api_key" not in args and "k-123456" not in out.read_text()
+    assert build_app(args) is not None  # what the RayService will import and call
+    assert main(["serve", "config", "--model", "m", "--min-replicas", "5",
+                 "--max-replicas", "2"]) == 2  # fmt: skip
+    assert "min_replicas" in capsys.readouterr().err
