@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 AVATAR_HOME ?= $(CURDIR)/.avatar
 DEMO_OUT ?= $(AVATAR_HOME)/demo
+DEMO_PORT ?= 8765
 
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 export AVATAR_HOME
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench clean browser serve
 
 # The venv is (re)built when the pins change; torch is named with the rest so pip cannot move it.
 $(STAMP): pyproject.toml constraints.txt
@@ -39,21 +40,45 @@ demo: $(STAMP)
 	$(BIN)/avatar-platform sample --model models:/styleavatar3d@champion \
 		--image "$$(ls $(DEMO_OUT)/pictures/*.png | head -n 1)" --num-samples 4 --views 4 \
 		--frames 24 --mesh --mesh-level auto --out $(DEMO_OUT)/from-image
+	# the champion behind Ray Serve for one request (the same picture), then stopped
+	$(BIN)/avatar-platform serve --model models:/styleavatar3d@champion --port $(DEMO_PORT) & \
+	server=$$!; \
+	$(BIN)/avatar-platform serve request --url http://127.0.0.1:$(DEMO_PORT) --wait 180 \
+		--image "$$(ls $(DEMO_OUT)/pictures/*.png | head -n 1)" --num-samples 2 \
+		--out $(DEMO_OUT)/served; \
+	status=$$?; kill $$server; wait $$server; exit $$status
 	@echo ""
 	@echo "Look at: $(DEMO_OUT)/dataset/preview.png   (the dataset: styles x views)"
 	@echo "         $(DEMO_OUT)/samples/views.png      (the trained 3D GAN: seeds x views)"
 	@echo "         $(DEMO_OUT)/samples/turntable-seed0.gif, walk-0-1-w.gif, mesh-seed0.glb"
 	@echo "         $(DEMO_OUT)/diffusion/model/eval.png (held-out pictures | their avatars)"
 	@echo "         $(DEMO_OUT)/from-image/input.png, views.png (a picture -> 4 avatars)"
+	@echo "         $(DEMO_OUT)/served/avatar0-views.png, avatar0-mesh.glb (the same, served)"
 	@echo "Registry: $(BIN)/avatar-platform registry list"
+	@echo "Serve:   make serve   (then open http://127.0.0.1:8000/ and upload from-image/input.png)"
 	@echo "MLflow:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(AVATAR_HOME)/mlflow.db"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# The web page's test drives Debian's Chromium (no browser download): installed here if missing.
+browser:
+	@if [ -z "$$AVATAR_CHROMIUM" ] && ! command -v chromium >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the web page's browser test"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; } || \
+		{ echo "error: could not install chromium; install it (apt-get install chromium)" \
+		       "or set AVATAR_CHROMIUM to a Chromium binary"; exit 1; }; \
+	fi
+
+test: lint browser
 	$(BIN)/pytest -q
+
+# the demo's champion behind Ray Serve: web page and API at http://127.0.0.1:8000/
+serve: $(STAMP)
+	$(BIN)/avatar-platform serve --model models:/styleavatar3d@champion
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

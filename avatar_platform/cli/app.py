@@ -68,6 +68,21 @@ def _caused_by_interrupt(err: BaseException) -> bool:
     return False
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Click's exception class for usage errors, and typer's bundled copy of it (typer 0.29
+    ships its own click, whose exceptions are not click's)."""
+    import click
+
+    classes: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as BundledClickException
+
+        classes.append(BundledClickException)
+    except ImportError:  # a typer that uses click itself
+        pass
+    return tuple(classes)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a user error is one line on stderr and exit code 2."""
     try:
@@ -83,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         return 1
     except Exception as err:  # click's usage errors carry their own exit code
-        import click
-
-        if isinstance(err, click.ClickException):
+        if isinstance(err, _usage_errors()):
             err.show()
             return err.exit_code
         if not _caused_by_interrupt(err):

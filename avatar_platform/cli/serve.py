@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -121,6 +123,10 @@ def serve(
 
     from avatar_platform.serve.app import build_app
 
+    # Ctrl-C and `kill` both stop the server cleanly; a shell that started it in the background
+    # (`&`) made it ignore SIGINT, hence the explicit handlers
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     url = f"http://{resolved.host}:{resolved.port}"
     echo_err(f"loading {what} into {resolved.min_replicas or 1} replica(s)…")
     ray_serve.start(http_options={"host": resolved.host, "port": resolved.port,
@@ -132,6 +138,7 @@ def serve(
         typer.echo(f"  API       POST {url}/v1/avatars   (spec: {url}/openapi.json)")
         typer.echo(f"  API key   {'required (AVATAR_API_KEY)' if api_key else 'none'}")
         typer.echo("Ctrl-C stops the server.")
+        sys.stdout.flush()  # a pipe is block-buffered, and the server runs until stopped
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
@@ -190,3 +197,49 @@ def config_file(
 
     atomic_write_bytes(Path(out), text.encode())
     typer.echo(f"wrote {out}")
+
+
+@app.command(name="request")
+def request(
+    url: str = typer.Option("http://127.0.0.1:8000", help="the server (`serve` prints it)"),
+    image: Path | None = typer.Option(None, help="a picture (PNG/JPEG/WebP) → avatars"),
+    seeds: str | None = typer.Option(None, help="seeds: '0,1,5' or '0-3' (instead of --image)"),
+    num_samples: int | None = typer.Option(None, min=1, help="avatars per --image"),
+    views: int = typer.Option(4, min=1, help="views per avatar"),
+    resolution: int | None = typer.Option(None, min=16, help="side of each view"),
+    mesh: bool = typer.Option(True, help="a GLB mesh per avatar"),
+    mesh_resolution: int | None = typer.Option(None, min=16, help="marching-cubes grid side"),
+    turntable: bool = typer.Option(True, help="a turntable GIF per avatar"),
+    wait: float = typer.Option(0.0, min=0.0, help="seconds to wait for the server to come up"),
+    out: Path = typer.Option(Path("served"), help="folder for the downloaded files"),
+) -> None:
+    """Ask a running server for avatars and download them (views, turntables, meshes).
+
+    The API key, if the server has one, is read from AVATAR_API_KEY.
+    """
+    from avatar_platform.cli.sample import parse_seeds
+    from avatar_platform.core.paths import ensure_writable_dir
+    from avatar_platform.serve import client
+
+    if (image is None) == (seeds is None):
+        raise AvatarPlatformError(
+            "pass exactly one of --image or --seeds", expected="a picture or seeds to send"
+        )
+    if image is not None:
+        from avatar_platform.pipelines.inference.image_input import load_image
+
+        load_image(image)  # a bad picture fails here, before anything is sent
+    out = ensure_writable_dir(out)
+    if wait:
+        client.wait_until_healthy(url.rstrip("/"), wait)
+    options = {"views": views, "resolution": resolution, "mesh": mesh, "turntable": turntable,
+               "num_samples": num_samples, "mesh_resolution": mesh_resolution}  # fmt: skip
+    result = client.request_avatars(
+        url, out, seeds=parse_seeds(seeds) if seeds else None, picture=image, options=options,
+        api_key=os.environ.get("AVATAR_API_KEY") or None,
+    )  # fmt: skip
+    model = result["model"]
+    version = f" version {model['version']}" if model.get("version") else ""
+    typer.echo(f"{len(result['avatars'])} avatar(s) from {model['uri']}{version} → {out}")
+    for avatar in result["avatars"]:
+        typer.echo(f"  {out / avatar['views_grid'].rsplit('/', 1)[1]}")

@@ -7,6 +7,7 @@ Every request is checked here, once: bad input is a 4xx with one message, never 
 
 # no `from __future__ import annotations`: FastAPI must see the route annotations as types
 import asyncio
+import contextlib
 import hmac
 import json
 import os
@@ -148,6 +149,7 @@ class AvatarIngress:
         root = self.config.results_dir or platform_home() / "serve" / "results"
         self.store = ResultStore(Path(root), self.config.max_results)
         self._info: ModelInfo | None = None
+        self._info_lock = asyncio.Lock()
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -178,8 +180,12 @@ class AvatarIngress:
             raise ApiError(413, f"{what} is {int(length)} bytes; this server takes at most {limit}")
 
     async def _model_info(self) -> ModelInfo:
-        if self._info is None:
-            self._info = ModelInfo.model_validate(await self.model.info.remote())
+        # asked once (under a lock, so a burst of first requests asks once) and kept: every
+        # replica loads the same version, which the model deployment pins at start
+        async with self._info_lock:
+            if self._info is None:
+                [info] = await self._answer(lambda: [self.model.info.remote()])
+                self._info = ModelInfo.model_validate(info)
         return self._info
 
     async def _seeds(self, request: Request) -> tuple[AvatarOptions, list[AvatarJob]]:
@@ -244,23 +250,27 @@ class AvatarIngress:
         if problems:
             raise ApiError(422, "; ".join(problems))
 
-    async def _render(self, jobs: list[AvatarJob]):
+    async def _answer(self, calls):
+        """The results of the model calls that `calls()` makes, in order; a full queue is a 503
+        and a slow answer a 504, and then the calls still running are cancelled."""
         from ray.serve.exceptions import BackPressureError
 
-        responses = [self.model.remote(job) for job in jobs]
+        responses = []
         try:
+            responses = calls()
             return await asyncio.wait_for(asyncio.gather(*responses),
                                           self.config.request_timeout_s)  # fmt: skip
         except TimeoutError:
-            for response in responses:
-                response.cancel()
-            raise ApiError(504, f"the avatars took over {self.config.request_timeout_s:g} s; "
-                                "ask for fewer seeds, views or frames") from None  # fmt: skip
+            error = ApiError(504, f"the avatars took over {self.config.request_timeout_s:g} s; "
+                                  "ask for fewer seeds, views or frames")  # fmt: skip
         except BackPressureError:
-            for response in responses:
+            error = ApiError(503, "every model replica is busy and its queue is full; retry "
+                                  "shortly", headers={"Retry-After": "1"})  # fmt: skip
+        for response in responses:
+            # a refused call re-raises its refusal when cancelled: nothing is left to stop there
+            with contextlib.suppress(Exception):
                 response.cancel()
-            raise ApiError(503, "every model replica is busy and its queue is full; retry "
-                                "shortly", headers={"Retry-After": "1"}) from None  # fmt: skip
+        raise error
 
     # -- routes ------------------------------------------------------------------------------
 
@@ -289,7 +299,8 @@ class AvatarIngress:
                                 "application/json (seeds) or multipart/form-data (a picture "
                                 "in the field 'image')")  # fmt: skip
         info = await self._model_info()
-        rendered = [avatar for batch in await self._render(jobs) for avatar in batch]
+        batches = await self._answer(lambda: [self.model.remote(job) for job in jobs])
+        rendered = [avatar for batch in batches for avatar in batch]
         result_id = self.store.new_id()
         base = f"{request.scope.get('root_path', '').rstrip('/')}/v1/avatars/{result_id}"
         files: dict[str, bytes] = {}

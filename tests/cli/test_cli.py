@@ -147,6 +147,23 @@ def test_bad_flags_give_one_clear_error_and_no_dataset(capsys, tmp_path, args, m
     assert not (out_dir / "dataset.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["generate", "--bogus"], "No such option"),
+        (["registry", "promote"], "Missing"),
+        (["cluster", "status"], "Missing"),
+        (["nonsense"], "No such command"),
+        (["serve", "request", "--views", "many"], "Invalid value for '--views'"),
+    ],
+)
+def test_usage_errors_are_one_message_with_exit_2_not_a_traceback(capfd, argv, message):
+    code = main(argv)
+    err = capfd.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+
+
 def test_unknown_config_key_names_the_valid_keys(capsys, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("generate:\n  num_imagez: 10\n")

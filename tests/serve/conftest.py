@@ -85,3 +85,19 @@ def served(ray_session, tiny_diffusion, tmp_path_factory):
     wait_healthy(f"{url}/keyed")
     yield Served(url, f"{url}/keyed", home, version, config)
     serve.shutdown()
+
+
+@pytest.fixture(scope="package")
+def tight_url(served):
+    """The same model with room for one avatar in flight and one waiting, at `/tight`."""
+    from ray import serve
+
+    from avatar_platform.serve.app import build_app
+
+    config = {**served.config, "max_ongoing_requests": 1, "max_queued_requests": 1,
+              "max_batch_size": 1}  # fmt: skip
+    serve.run(build_app(config), name="tight", route_prefix="/tight")
+    url = f"{served.url}/tight"
+    wait_healthy(url)
+    yield url
+    serve.delete("tight")

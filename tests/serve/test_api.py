@@ -231,3 +231,42 @@ def test_results_are_written_whole_and_listed_by_id(served):
     manifest = json.loads((folder / "avatars.json").read_text())
     assert manifest["id"] == result_id
     assert not list((served.home / "results").glob(".*.partial"))
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_recovers(tight_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"seeds": [0], "views": 8, "turntable": True, "frames": 24}
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: post_seeds(tight_url, body), range(8)))
+    statuses = sorted(r.status_code for r in responses)
+    assert 201 in statuses and 503 in statuses, statuses
+    assert set(statuses) == {201, 503}, statuses
+    busy = next(r for r in responses if r.status_code == 503)
+    assert busy.headers.get("Retry-After") == "1" and "busy" in busy.json()["error"], (
+        busy.headers,
+        busy.text,
+    )
+    assert requests.get(f"{tight_url}/healthz", timeout=10).status_code == 200
+    assert post_seeds(tight_url, {"seeds": [1], "views": 1, "turntable": False}).status_code == 201
+
+
+def test_serve_request_downloads_a_whole_result_set(served, tmp_path, capsys):
+    from avatar_platform.cli.app import main
+
+    picture = tmp_path / "face.png"
+    picture.write_bytes(png())
+    out = tmp_path / "served"
+    code = main(["serve", "request", "--url", served.url, "--image", str(picture),
+                 "--num-samples", "2", "--views", "2", "--mesh-resolution", "32",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((out / "avatars.json").read_text())
+    assert len(result["avatars"]) == 2
+    for index in (0, 1):
+        assert Image.open(out / f"avatar{index}-views.png").size[0] > 0
+        mesh = trimesh.load(out / f"avatar{index}-mesh.glb", force="mesh")
+        assert len(mesh.faces) == result["avatars"][index]["mesh_faces"]
+        assert Image.open(out / f"avatar{index}-turntable.gif").n_frames == 24
+    assert main(["serve", "request", "--url", served.url, "--image", str(tmp_path / "no.png"),
+                 "--out", str(out)]) == 2  # fmt: skip

@@ -40,8 +40,10 @@ def render_pairs(generator, ws: torch.Tensor, yaws: list[float], chunk: int = 16
     so that avatars of several requests render in one batch."""
     c = cameras(list(yaws)).to(ws.device, torch.float32)
     return np.concatenate(
-        [to_uint8(generator.synthesis(ws[i : i + chunk], c[i : i + chunk])["image"])
-         for i in range(0, len(ws), chunk)]  # fmt: skip
+        [
+            to_uint8(generator.synthesis(ws[i : i + chunk], c[i : i + chunk])["image"])
+            for i in range(0, len(ws), chunk)
+        ]  # fmt: skip
     )
 
 
