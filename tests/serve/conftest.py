@@ -101,3 +101,18 @@ def tight_url(served):
     wait_healthy(url)
     yield url
     serve.delete("tight")
+
+
+@pytest.fixture(scope="package")
+def impatient_url(served):
+    """The same model with a request timeout no render can meet, at `/impatient`."""
+    from ray import serve
+
+    from avatar_platform.serve.app import build_app
+
+    serve.run(build_app({**served.config, "request_timeout_s": 0.001}), name="impatient",
+              route_prefix="/impatient")  # fmt: skip
+    url = f"{served.url}/impatient"
+    wait_healthy(url)
+    yield url
+    serve.delete("impatient")

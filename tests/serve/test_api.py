@@ -270,3 +270,10 @@ def test_serve_request_downloads_a_whole_result_set(served, tmp_path, capsys):
         assert Image.open(out / f"avatar{index}-turntable.gif").n_frames == 24
     assert main(["serve", "request", "--url", served.url, "--image", str(tmp_path / "no.png"),
                  "--out", str(out)]) == 2  # fmt: skip
+
+
+def test_a_request_over_the_time_limit_is_a_504_and_the_server_stays_healthy(impatient_url):
+    response = post_seeds(impatient_url, {"seeds": [0, 1], "views": 8, "frames": 24})
+    assert response.status_code == 504, response.text
+    assert "took over" in response.json()["error"]
+    assert requests.get(f"{impatient_url}/healthz", timeout=10).status_code == 200
