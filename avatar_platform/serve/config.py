@@ -29,6 +29,15 @@ class ServeConfig(StrictConfig):
     target_ongoing_requests: float = Field(
         2.0, gt=0, description="avatars in flight per replica that the autoscaler aims for"
     )
+    upscale_delay_s: float = Field(
+        30.0, ge=0, description="how long load must stay high before a replica is added"
+    )
+    downscale_delay_s: float = Field(
+        600.0, ge=0, description="how long load must stay low before a replica is removed"
+    )
+    look_back_period_s: float = Field(
+        30.0, gt=0, description="the window the autoscaler averages the load over"
+    )
     max_ongoing_requests: int = Field(
         8, ge=1, description="avatars one replica works on at once (the rest wait in its queue)"
     )
@@ -76,6 +85,9 @@ class ServeConfig(StrictConfig):
             "max_replicas": self.max_replicas,
             "initial_replicas": max(self.min_replicas, 1),
             "target_ongoing_requests": self.target_ongoing_requests,
+            "upscale_delay_s": self.upscale_delay_s,
+            "downscale_delay_s": self.downscale_delay_s,
+            "look_back_period_s": self.look_back_period_s,
         }
 
     def application_args(self) -> dict:

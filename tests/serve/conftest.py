@@ -116,3 +116,21 @@ def impatient_url(served):
     wait_healthy(url)
     yield url
     serve.delete("impatient")
+
+
+@pytest.fixture(scope="package")
+def elastic(served):
+    """The same model scaling between 1 and 2 replicas at one avatar in flight each, quickly,
+    at `/elastic`: (url, app name)."""
+    from ray import serve
+
+    from avatar_platform.serve.app import build_app
+
+    config = {**served.config, "min_replicas": 1, "max_replicas": 2, "num_cpus": 0.5,
+              "target_ongoing_requests": 1, "upscale_delay_s": 0, "look_back_period_s": 2,
+              "max_batch_size": 1}  # fmt: skip
+    serve.run(build_app(config), name="elastic", route_prefix="/elastic")
+    url = f"{served.url}/elastic"
+    wait_healthy(url)
+    yield url, "elastic"
+    serve.delete("elastic")

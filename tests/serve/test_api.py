@@ -277,3 +277,37 @@ def test_a_request_over_the_time_limit_is_a_504_and_the_server_stays_healthy(imp
     assert response.status_code == 504, response.text
     assert "took over" in response.json()["error"]
     assert requests.get(f"{impatient_url}/healthz", timeout=10).status_code == 200
+
+
+def _running_model_replicas(app: str) -> int:
+    from ray import serve
+
+    states = serve.status().applications[app].deployments["AvatarModel"].replica_states
+    return sum(count for state, count in states.items() if str(state).endswith("RUNNING"))
+
+
+def test_sustained_load_scales_the_model_to_its_max_replicas(elastic):
+    import threading
+    import time
+
+    url, app = elastic
+    assert _running_model_replicas(app) == 1
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            post_seeds(url, {"seeds": [0], "views": 8, "frames": 24})
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while _running_model_replicas(app) < 2:
+            assert time.monotonic() < deadline, "no second replica after 120 s of load"
+            time.sleep(1)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join()
+    assert _running_model_replicas(app) == 2  # max_replicas: never more
