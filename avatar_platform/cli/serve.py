@@ -119,9 +119,14 @@ def serve(
     check_ray_address(ray_address)
     init_ray(ray_address, min_cpus=4)
 
+    import logging
+
     from ray import serve as ray_serve
 
     from avatar_platform.serve.app import build_app
+
+    # Serve's start-up notices repeat what is printed below; its warnings and errors still show
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
     # Ctrl-C and `kill` both stop the server cleanly; a shell that started it in the background
     # (`&`) made it ignore SIGINT, hence the explicit handlers
