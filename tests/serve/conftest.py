@@ -61,7 +61,9 @@ def served(ray_session, tiny_diffusion, tmp_path_factory):
         registry.promote(registry.MODEL_NAME, version, "champion", force=True)
         uri = tracking_uri()
     finally:
-        if before is not None:
+        if before is None:
+            os.environ.pop("AVATAR_HOME", None)
+        else:
             os.environ["AVATAR_HOME"] = before
     config = {
         "model": f"models:/{registry.MODEL_NAME}@champion",
