@@ -3,6 +3,7 @@ Ctrl-C), and `serve config`, whose YAML Ray Serve accepts and builds."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,40 +24,53 @@ def _free_port() -> int:
 
 
 def test_serve_runs_a_model_folder_until_ctrl_c(tiny_generator, tmp_path):
+    import queue
+    import threading
+
     port = _free_port()
     env = {**os.environ, "AVATAR_HOME": str(tmp_path / "home"), "AVATAR_API_KEY": "k-123456"}
     command = [sys.executable, "-m", "avatar_platform.cli.app", "serve", "--preset", "tiny",
                "--model", str(tiny_generator), "--port", str(port)]  # fmt: skip
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, start_new_session=True)  # fmt: skip
+    # both pipes drained by threads, so a chatty child never blocks on a full pipe
+    lines: queue.Queue[str] = queue.Queue()
+    errors: list[str] = []
+    readers = [threading.Thread(target=lambda: [lines.put(line) for line in child.stdout]),
+               threading.Thread(target=lambda: errors.extend(child.stderr))]  # fmt: skip
+    for reader in readers:
+        reader.start()
     url = f"http://127.0.0.1:{port}"
+    out: list[str] = []
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert child.poll() is None, child.communicate()
-            try:
-                if requests.get(f"{url}/healthz", timeout=5).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # not up yet
-                pass
-            assert time.monotonic() < deadline, "the server did not come up in 180 s"
-            time.sleep(1)
+        # the user's signal that it is up: `serve` prints its URLs once the app is RUNNING
+        deadline = time.monotonic() + 240
+        while not any("Ctrl-C stops the server" in line for line in out):
+            assert child.poll() is None, "".join(errors)
+            assert time.monotonic() < deadline, f"not up after 240 s: {out}"
+            with contextlib.suppress(queue.Empty):
+                out.append(lines.get(timeout=1))
         key = {"X-API-Key": "k-123456"}
-        assert requests.get(f"{url}/v1/model", timeout=10).status_code == 401
-        info = requests.get(f"{url}/v1/model", headers=key, timeout=10).json()
+        assert requests.get(f"{url}/healthz", timeout=30).status_code == 200
+        assert requests.get(f"{url}/v1/model", timeout=30).status_code == 401
+        info = requests.get(f"{url}/v1/model", headers=key, timeout=60).json()
         assert info["uri"] == str(tiny_generator) and info["image_conditioning"] is False
         made = requests.post(f"{url}/v1/avatars", json={"seeds": [0], "views": 2}, headers=key,
                              timeout=120)  # fmt: skip
         assert made.status_code == 201, made.text
         # a generator-only model refuses pictures with a reason, not a crash
-        refused = requests.post(f"{url}/v1/avatars", headers=key, timeout=30,
+        refused = requests.post(f"{url}/v1/avatars", headers=key, timeout=60,
                                 files={"image": ("a.png", b"x", "image/png")})  # fmt: skip
         assert refused.status_code == 422 and "image conditioning" in refused.json()["error"]
     finally:
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=120)
-    assert child.returncode == 0, err
-    assert f"serving {tiny_generator}" in out and f"{url}/v1/avatars" in out
+        child.wait(timeout=120)
+        for reader in readers:
+            reader.join(timeout=10)
+    out += list(lines.queue)
+    assert child.returncode == 0, "".join(errors)
+    text = "".join(out)
+    assert f"serving {tiny_generator}" in text and f"{url}/v1/avatars" in text
 
 
 def test_serve_refuses_a_missing_model_and_a_busy_port_before_starting(tmp_path, capsys):
