@@ -55,11 +55,8 @@ def _check_model(spec: str) -> str:
         from avatar_platform.pipelines.inference import registry
 
         registry.check_reachable()
-        reference = spec.removeprefix("models:/").rstrip("/")
-        if "@" in reference:
-            name, alias = reference.split("@", 1)
-            return f"{spec} (version {registry.resolve_alias(name, alias).version})"
-        return spec
+        _, reference = registry.pin_alias(spec)
+        return f"{spec} (version {reference.version})" if reference.alias else spec
     if spec.startswith(("runs:/", "mlflow-artifacts:")):
         return spec
     from avatar_platform.pipelines.inference.model_loading import resolve_package_folder

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import asdict
 
 from ray import serve
 
@@ -23,24 +24,13 @@ def load_served_model(config: ServeConfig):
 
     from avatar_platform.pipelines.inference.model_loading import resolve_package_folder
     from avatar_platform.pipelines.inference.pyfunc import load_model
+    from avatar_platform.pipelines.inference.registry import pin_alias
 
-    spec = config.model
-    name = version = alias = None
-    if spec.startswith("models:/"):
-        from avatar_platform.pipelines.inference import registry
-
-        reference = spec.removeprefix("models:/").rstrip("/")
-        if "@" in reference:
-            name, alias = reference.split("@", 1)
-            version = int(registry.resolve_alias(name, alias).version)
-            spec = f"models:/{name}/{version}"
-        elif reference.rsplit("/", 1)[-1].isdigit():
-            name, number = reference.rsplit("/", 1)
-            version = int(number)
+    spec, reference = pin_alias(config.model)
     device = "cuda" if config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
     model = load_model(resolve_package_folder(spec), device=device)
     info = ModelInfo(
-        uri=config.model, name=name, version=version, alias=alias,
+        uri=config.model, **(asdict(reference) if reference else {}),
         image_conditioning=model.has_image_conditioning,
         resolution=model.generator.config.img_resolution, device=device,
     )  # fmt: skip

@@ -89,50 +89,37 @@ def served(ray_session, tiny_diffusion, tmp_path_factory):
     serve.shutdown()
 
 
-@pytest.fixture(scope="package")
-def tight_url(served):
-    """The same model with room for one avatar in flight and one waiting, at `/tight`."""
+def deployed_variant(served: Served, name: str, **overrides):
+    """The served model again as app `name` at `/<name>`, with `overrides` of its config;
+    yields its URL and deletes the app afterwards."""
     from ray import serve
 
     from avatar_platform.serve.app import build_app
 
-    config = {**served.config, "max_ongoing_requests": 1, "max_queued_requests": 1,
-              "max_batch_size": 1}  # fmt: skip
-    serve.run(build_app(config), name="tight", route_prefix="/tight")
-    url = f"{served.url}/tight"
+    serve.run(build_app({**served.config, **overrides}), name=name, route_prefix=f"/{name}")
+    url = f"{served.url}/{name}"
     wait_healthy(url)
     yield url
-    serve.delete("tight")
+    serve.delete(name)
+
+
+@pytest.fixture(scope="package")
+def tight_url(served):
+    """Room for one avatar in flight and one waiting."""
+    yield from deployed_variant(served, "tight", max_ongoing_requests=1, max_queued_requests=1,
+                                max_batch_size=1)  # fmt: skip
 
 
 @pytest.fixture(scope="package")
 def impatient_url(served):
-    """The same model with a request timeout no render can meet, at `/impatient`."""
-    from ray import serve
-
-    from avatar_platform.serve.app import build_app
-
-    serve.run(build_app({**served.config, "request_timeout_s": 0.001}), name="impatient",
-              route_prefix="/impatient")  # fmt: skip
-    url = f"{served.url}/impatient"
-    wait_healthy(url)
-    yield url
-    serve.delete("impatient")
+    """A request timeout no render can meet."""
+    yield from deployed_variant(served, "impatient", request_timeout_s=0.001)
 
 
 @pytest.fixture(scope="package")
 def elastic(served):
-    """The same model scaling between 1 and 2 replicas at one avatar in flight each, quickly,
-    at `/elastic`: (url, app name)."""
-    from ray import serve
-
-    from avatar_platform.serve.app import build_app
-
-    config = {**served.config, "min_replicas": 1, "max_replicas": 2, "num_cpus": 0.5,
-              "target_ongoing_requests": 1, "upscale_delay_s": 0, "look_back_period_s": 2,
-              "max_batch_size": 1}  # fmt: skip
-    serve.run(build_app(config), name="elastic", route_prefix="/elastic")
-    url = f"{served.url}/elastic"
-    wait_healthy(url)
-    yield url, "elastic"
-    serve.delete("elastic")
+    """Scaling between 1 and 2 replicas at one avatar in flight each, quickly: (url, app)."""
+    for url in deployed_variant(served, "elastic", min_replicas=1, max_replicas=2, num_cpus=0.5,
+                                target_ongoing_requests=1, upscale_delay_s=0,
+                                look_back_period_s=2, max_batch_size=1):  # fmt: skip
+        yield url, "elastic"

@@ -93,9 +93,7 @@ def _download(uri: str) -> Path:
     from avatar_platform.pipelines.inference import registry
 
     registry.check_reachable()
-    if uri.startswith("models:/") and "@" in uri:
-        name, alias = uri.removeprefix("models:/").rstrip("/").split("@", 1)
-        registry.resolve_alias(name, alias)  # an unknown alias gets the error listing the others
+    registry.pin_alias(uri)  # an unknown alias gets the error listing the others
     point_mlflow()
     if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
         uri = uri.rstrip("/") + "/model"  # a run id alone means its model folder

@@ -15,7 +15,7 @@ import shutil
 import socket
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -298,6 +298,39 @@ def list_versions(name: str = MODEL_NAME) -> list[VersionInfo]:
             )
         )
     return sorted(out, key=lambda info: -info.version)
+
+
+@dataclass(frozen=True)
+class ModelReference:
+    """The parts of a `models:/` URI: `models:/<name>@<alias>` or `models:/<name>/<version>`."""
+
+    name: str
+    version: int | None
+    alias: str | None
+
+
+def parse_models_uri(uri: str) -> ModelReference | None:
+    """The parts of a `models:/` URI; None for any other model spec (a folder, `runs:/`)."""
+    if not uri.startswith("models:/"):
+        return None
+    reference = uri.removeprefix("models:/").rstrip("/")
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+        return ModelReference(name, None, alias)
+    name, _, number = reference.rpartition("/")
+    if name and number.isdigit():
+        return ModelReference(name, int(number), None)
+    return ModelReference(reference, None, None)
+
+
+def pin_alias(uri: str) -> tuple[str, ModelReference | None]:
+    """`uri` with an alias replaced by the version it names now, and its parts: loading the
+    pinned URI loads exactly the version reported, even if the alias moves meanwhile."""
+    reference = parse_models_uri(uri)
+    if reference is None or reference.alias is None:
+        return uri, reference
+    version = int(resolve_alias(reference.name, reference.alias).version)
+    return f"models:/{reference.name}/{version}", replace(reference, version=version)
 
 
 def resolve_alias(name: str, alias: str) -> ModelVersion:
