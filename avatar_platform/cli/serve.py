@@ -134,11 +134,14 @@ def serve(
     ray_serve.start(http_options={"host": resolved.host, "port": resolved.port,
                                   "request_timeout_s": resolved.request_timeout_s + 10})  # fmt: skip
     try:
-        ray_serve.run(build_app({**args, "api_key": api_key}), name=APP_NAME, route_prefix="/")
+        # the host goes to the app too: without a key it answers only requests addressed to it
+        app_args = {**args, "host": resolved.host, "api_key": api_key}
+        ray_serve.run(build_app(app_args), name=APP_NAME, route_prefix="/")
         typer.echo(f"serving {what} at {url}/")
         typer.echo(f"  web page  {url}/")
         typer.echo(f"  API       POST {url}/v1/avatars   (spec: {url}/openapi.json)")
-        typer.echo(f"  API key   {'required (AVATAR_API_KEY)' if api_key else 'none'}")
+        keyless = f"none (answers only requests addressed to {resolved.host} or localhost)"
+        typer.echo(f"  API key   {'required (AVATAR_API_KEY)' if api_key else keyless}")
         typer.echo("Ctrl-C stops the server.")
         sys.stdout.flush()  # a pipe is block-buffered, and the server runs until stopped
         while True:

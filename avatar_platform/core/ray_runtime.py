@@ -1,11 +1,23 @@
-"""Start or join Ray: in-process local Ray by default, a cluster with `--ray-address` / `RAY_ADDRESS`."""
+"""Start or join Ray: in-process local Ray by default, a cluster with `--ray-address` / `RAY_ADDRESS`.
+
+A local Ray listens on loopback only: its GCS, raylet, agents and workers take unauthenticated
+gRPC calls that can run code, so nothing outside this machine may reach them. Exposing Ray is an
+explicit choice: start a cluster yourself (`ray start --head`) and pass `--ray-address`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import os
 
 from avatar_platform.core.errors import AvatarPlatformError
+
+LOOPBACK = "127.0.0.1"
+# Ray's own switch for "a single machine, no cluster" (its default on macOS and Windows): the
+# node's IP is then the loopback address, and every Ray process binds to it instead of to `*`
+SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def init_ray(address: str | None = None, min_cpus: int = 0) -> str:
@@ -26,8 +38,14 @@ def init_ray(address: str | None = None, min_cpus: int = 0) -> str:
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
     if address:
+        # a head on this machine's loopback (one the platform started) is joined as this node:
+        # Ray would otherwise look for a raylet at the routable IP, where nothing listens
+        local_head = address not in ("auto", "local") and is_loopback(_address_host(address))
+        node = {"_node_ip_address": LOOPBACK} if local_head else {}
         try:
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+            with _loopback_node() if local_head else contextlib.nullcontext():
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                         **node)  # fmt: skip
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise AvatarPlatformError(
                 f"cannot connect to the Ray cluster at '{address}' ({str(err).splitlines()[0]})",
@@ -36,13 +54,69 @@ def init_ray(address: str | None = None, min_cpus: int = 0) -> str:
             ) from None
         return address
     num_cpus = max(os.cpu_count() or 1, min_cpus)
-    ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-    )
+    with _loopback_node():
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            _node_ip_address=LOOPBACK,
+        )
+    gcs_host = ray.get_runtime_context().gcs_address.rsplit(":", 1)[0].strip("[]")
+    if not is_loopback(gcs_host):
+        ray.shutdown()
+        raise AvatarPlatformError(
+            f"local Ray came up on {gcs_host}, not on loopback: its ports would be open to the "
+            "network",
+            expected=f"this Ray version to honour {SINGLE_NODE_ENV}=0 (node IP {LOOPBACK})",
+            fix="start Ray yourself (`ray start --head --node-ip-address …`) and pass "
+            "--ray-address",
+        )
     return "local"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an IP, IPv4-mapped IPv6 included, or `localhost`) is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def _address_host(address: str) -> str:
+    """The host of a Ray address (`host:port`, `ray://host:port`, `[::1]:port`)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(address if "://" in address else f"gcs://{address}").hostname or ""
+    except ValueError:
+        return ""
+
+
+@contextlib.contextmanager
+def _loopback_node():
+    """While Ray starts: node IP = loopback, in this process and in the Ray processes it spawns
+    (they inherit the environment). Ray otherwise takes the machine's routable IP (even when
+    asked for 127.0.0.1) and its gRPC servers listen on every interface. Restored afterwards, so
+    that a later `ray start` or cluster connection from this process is unaffected."""
+    from ray._private import ray_constants
+
+    saved_env = os.environ.get(SINGLE_NODE_ENV)
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_NODE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(SINGLE_NODE_ENV, None)
+        else:
+            os.environ[SINGLE_NODE_ENV] = saved_env
 
 
 def check_ray_address(address: str | None, timeout: float = 5.0) -> None:

@@ -8,16 +8,18 @@ Every request is checked here, once: bad input is a 4xx with one message, never 
 # no `from __future__ import annotations`: FastAPI must see the route annotations as types
 import asyncio
 import contextlib
+import copy
 import hmac
 import json
 import os
+import socket
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from ray import serve
@@ -26,8 +28,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from avatar_platform import __version__
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.core.ray_runtime import is_loopback
 from avatar_platform.serve.avatars import AvatarJob
 from avatar_platform.serve.config import ServeConfig
+from avatar_platform.serve.loopback import keep_replica_grpc_on_loopback
 from avatar_platform.serve.model_deployment import AvatarModel
 from avatar_platform.serve.results import MEDIA_TYPES, ResultStore, avatar_files
 from avatar_platform.serve.schemas import (
@@ -38,13 +42,19 @@ from avatar_platform.serve.schemas import (
     ModelInfo,
     SeedsRequest,
     check_limits,
+    limits_schema,
+    within_limits,
 )
 
 STATIC = Path(str(resources.files("avatar_platform.serve").joinpath("static")))
 MAX_JSON_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers around the picture
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff")
+# an upload's part may say image/… (any: the bytes decide which), say nothing or be plain bytes
+# (what `curl -F image=@face` and files without an extension send); other types are refused
+GENERIC_TYPES = ("", "application/octet-stream")
 API_KEY_HEADER = "X-API-Key"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+INTEGER_FIELDS = ("views", "resolution", "mesh_resolution", "frames")
 
 
 class ApiError(Exception):
@@ -63,6 +73,7 @@ ERRORS = {
         (404, "unknown result"),
         (413, "upload too large"),
         (415, "unsupported content type"),
+        (421, "the Host header names another server (a server without an API key)"),
         (422, "invalid values"),
         (503, "busy: retry later"),
         (504, "took longer than the server's request timeout"),
@@ -109,22 +120,118 @@ def _validation_message(errors) -> str:
     return "; ".join(parts)
 
 
+def _whole_numbers(data: dict) -> dict:
+    """The JSON body with whole floats (2.0) in integer fields as ints (2)."""
+
+    def whole(value):
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+    data = {key: whole(value) if key in INTEGER_FIELDS else value for key, value in data.items()}
+    if isinstance(data.get("seeds"), list):
+        data["seeds"] = [whole(seed) for seed in data["seeds"]]
+    return data
+
+
+def _host_name(header: str) -> str:
+    """The name or IP of a Host header, without port or brackets: `[::1]:8000` → `::1`."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def _served_names(config: ServeConfig) -> set[str]:
+    """Host names an unkeyed server answers besides loopback: its `host`, for a wildcard host
+    this machine's name and interface addresses, and `allowed_hosts`."""
+    names = {_host_name(name) for name in config.allowed_hosts}
+    if config.host not in WILDCARD_HOSTS:
+        names.add(_host_name(config.host))
+        return names
+    import psutil
+
+    names.add(socket.gethostname().lower())
+    for addresses in psutil.net_if_addrs().values():
+        names.update(a.address.split("%", 1)[0].lower() for a in addresses
+                     if a.family in (socket.AF_INET, socket.AF_INET6))  # fmt: skip
+    return names
+
+
+SECURITY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER,
+               "description": "the server's key (AVATAR_API_KEY where it runs)"},
+    "Bearer": {"type": "http", "scheme": "bearer",
+               "description": "the same key as `Authorization: Bearer <key>`"},
+}  # fmt: skip
+PUBLIC_PATHS = ("/healthz",)
+FILE_CONTENT = {
+    media: {"schema": {"type": "string", "format": "binary"}}
+    for media in ("image/png", "image/gif", "model/gltf-binary")
+}
+
+
+def _instance_spec(spec: dict, config: ServeConfig, keyed: bool, root: str) -> dict:
+    """The spec of one deployment: its limits on the request fields, its API key scheme."""
+    spec = copy.deepcopy(spec)
+    components = spec.setdefault("components", {})
+    components["securitySchemes"] = SECURITY_SCHEMES
+    bounds = limits_schema(config)
+    for name in ("SeedsRequest", "ImageOptions"):
+        for field, schema in components["schemas"][name]["properties"].items():
+            schema.update(bounds.get(field, {}))
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            if keyed and path not in PUBLIC_PATHS:
+                operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
+            elif not keyed:
+                operation["responses"].pop("401", None)
+            if keyed:
+                operation["responses"].pop("421", None)
+    if root:
+        spec["servers"] = [{"url": root}]
+    return spec
+
+
 def _request_body_spec() -> dict:
-    image_form = ImageOptions.model_json_schema()
-    image_form["properties"] = {
-        "image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP"},
-        **image_form["properties"],
-    }
-    image_form["required"] = ["image"]
     return {
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": SeedsRequest.model_json_schema()},
-                "multipart/form-data": {"schema": image_form},
+                "application/json": {"schema": {"$ref": "#/components/schemas/SeedsRequest"}},
+                "multipart/form-data": {"schema": {"$ref": "#/components/schemas/ImageOptions"}},
             },
         }
     }
+
+
+def _openapi() -> dict:
+    """FastAPI's spec plus the two request bodies, which the route reads itself."""
+    if api.openapi_schema is None:
+        spec = FastAPI.openapi(api)
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for model in (SeedsRequest, ImageOptions):
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(body.pop("$defs", {}))
+            schemas[model.__name__] = body
+        form = schemas["ImageOptions"]
+        for field in form["properties"].values():
+            # a form field is text: it can be left out, never null
+            options = [branch for branch in field.pop("anyOf", []) if branch != {"type": "null"}]
+            field.update(options[0] if len(options) == 1 else {})
+            if field.get("default", 0) is None:
+                del field["default"]
+        form["properties"] = {
+            "image": {"type": "string", "format": "binary",
+                      "description": "the picture: PNG, JPEG or WebP (BMP, GIF, TIFF also work)"},
+            **form["properties"],
+        }  # fmt: skip
+        form["required"] = ["image"]
+        api.openapi_schema = spec
+    return api.openapi_schema
+
+
+api.openapi = _openapi
 
 
 def _job(options: AvatarOptions, seed: int | None = None, image: bytes | None = None):
@@ -143,18 +250,37 @@ class AvatarIngress:
     def __init__(self, model: DeploymentHandle, args: dict, api_key: str | None = None) -> None:
         from avatar_platform.core.paths import platform_home
 
+        keep_replica_grpc_on_loopback()
         self.config = ServeConfig.model_validate(args)
         self.model = model
         self.api_key = api_key or os.environ.get(self.config.api_key_env) or None
+        self.hosts = _served_names(self.config)
         root = self.config.results_dir or platform_home() / "serve" / "results"
-        self.store = ResultStore(Path(root), self.config.max_results)
+        self.store = ResultStore(Path(root), self.config.max_results,
+                                 self.config.max_results_bytes)  # fmt: skip
         self._info: ModelInfo | None = None
         self._info_lock = asyncio.Lock()
 
     # -- checks ------------------------------------------------------------------------------
 
+    def _check_host(self, request: Request) -> None:
+        """Without an API key, answer only requests addressed to this server by a name that
+        an attacker's DNS cannot hand out: a web page at evil.example whose name is rebound
+        to 127.0.0.1 sends `Host: evil.example`, and gets nothing."""
+        if self.api_key is not None or "*" in self.config.allowed_hosts:
+            return
+        host = _host_name(request.headers.get("host", ""))
+        if is_loopback(host) or host.endswith(".localhost") or host in self.hosts:
+            return
+        raise ApiError(
+            421, f"this server has no API key and answers only requests addressed to "
+            f"localhost, a loopback IP or its own names, not Host '{host[:100]}'; set "
+            f"{self.config.api_key_env} where it runs, or list the name in allowed_hosts"
+        )  # fmt: skip
+
     def _authorize(self, request: Request) -> None:
         if self.api_key is None:
+            self._check_host(request)
             return
         given = request.headers.get(API_KEY_HEADER, "")
         bearer = request.headers.get("authorization", "")
@@ -197,13 +323,21 @@ class AvatarIngress:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ApiError(400, f"the body is not valid JSON ({err})") from None
+        except RecursionError:
+            raise ApiError(400, "the JSON body is nested too deeply; a request is one flat "
+                                'object like {"seeds": [0, 1], "views": 4}') from None  # fmt: skip
         if not isinstance(data, dict):
             raise ApiError(400, f"the JSON body is a {type(data).__name__}, expected an object "
                                 'like {"seeds": [0, 1], "views": 4}')  # fmt: skip
         try:
-            options = SeedsRequest.model_validate(data)
+            # strict: JSON has types, and `true` or "5" is not a number of views or a seed;
+            # but 2.0 is an integer, as JSON Schema (and so the spec) has it
+            options = SeedsRequest.model_validate(_whole_numbers(data), strict=True)
         except ValidationError as err:
             raise ApiError(422, _validation_message(err.errors())) from None
+        except RecursionError:
+            raise ApiError(400, "the JSON body is nested too deeply") from None
+        options = within_limits(options, self.config)
         self._check_limits(options, len(options.seeds))
         return options, [_job(options, seed=seed) for seed in options.seeds]
 
@@ -222,10 +356,11 @@ class AvatarIngress:
         upload = form.get("image")
         if not isinstance(upload, UploadFile):
             raise ApiError(422, "no file in the form field 'image'; upload the picture there")
-        if upload.content_type not in IMAGE_TYPES:
+        kind = (upload.content_type or "").split(";")[0].strip().lower()
+        if not (kind.startswith("image/") or kind in GENERIC_TYPES):
             raise ApiError(
-                415, f"the upload's content type is '{upload.content_type}', expected one of "
-                f"{', '.join(IMAGE_TYPES)}"
+                415, f"the upload's content type is '{kind}', expected a picture: image/png, "
+                "image/jpeg, image/webp (or application/octet-stream: the bytes decide)"
             )  # fmt: skip
         data = await upload.read(limit + 1)
         if len(data) > limit:
@@ -234,6 +369,7 @@ class AvatarIngress:
             options = ImageOptions.model_validate(fields)
         except ValidationError as err:
             raise ApiError(422, _validation_message(err.errors())) from None
+        options = within_limits(options, self.config)
         self._check_limits(options)
         if not (await self._model_info()).image_conditioning:
             raise ApiError(422, "the live model has no image conditioning (a generator-only "
@@ -275,6 +411,7 @@ class AvatarIngress:
     # -- routes ------------------------------------------------------------------------------
 
     @api.get("/healthz", summary="liveness (no API key)")
+    @api.head("/healthz", include_in_schema=False)
     async def healthz(self) -> dict:
         return {"status": "ok"}
 
@@ -332,9 +469,10 @@ class AvatarIngress:
                                 "POST /v1/avatars")  # fmt: skip
         return AvatarSet.model_validate(manifest)
 
-    @api.get("/v1/avatars/{result_id}/{name}", responses=ERRORS,
+    @api.get("/v1/avatars/{result_id}/{name}", response_class=Response,
+             responses={200: {"description": "the file", "content": FILE_CONTENT}, **ERRORS},
              summary="a file of a result set: views (PNG), turntable (GIF), mesh (GLB)")  # fmt: skip
-    async def result_file(self, result_id: str, name: str, request: Request) -> FileResponse:
+    async def result_file(self, result_id: str, name: str, request: Request) -> Response:
         self._authorize(request)
         path = self.store.file(result_id, name)
         if path is None:
@@ -345,11 +483,12 @@ class AvatarIngress:
     @api.get("/openapi.json", include_in_schema=False)
     async def openapi(self, request: Request) -> JSONResponse:
         self._authorize(request)
-        spec = dict(api.openapi())
-        root = request.scope.get("root_path", "")
-        return JSONResponse({**spec, "servers": [{"url": root}]} if root else spec)
+        root = request.scope.get("root_path", "").rstrip("/")
+        return JSONResponse(_instance_spec(api.openapi(), self.config, self.api_key is not None,
+                                           root))  # fmt: skip
 
     @api.get("/", include_in_schema=False)
+    @api.head("/", include_in_schema=False)
     async def page(self) -> FileResponse:
         # the page itself carries no data: a browser cannot add a key header to a page load,
         # so the page asks for the key and sends it with each API call

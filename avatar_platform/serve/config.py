@@ -60,6 +60,12 @@ class ServeConfig(StrictConfig):
     max_results: int = Field(
         1000, ge=1, description="result sets kept on disk (the oldest are deleted first)"
     )
+    max_results_bytes: int = Field(
+        2 * 1024**3,
+        ge=1,
+        description="bytes of result sets kept on disk (the oldest are deleted first; the newest "
+        "set is always kept)",
+    )
     results_dir: str | None = Field(
         None, description="where results are written (default: <platform home>/serve/results)"
     )
@@ -69,6 +75,11 @@ class ServeConfig(StrictConfig):
     api_key_env: str = Field(
         "AVATAR_API_KEY",
         description="environment variable holding the API key; unset or empty: no key needed",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="without an API key, the Host names answered besides loopback, `host` and, "
+        "for 0.0.0.0, this machine's names and IPs ('*': any; a DNS-rebinding guard)",
     )
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from ray import serve
 
 from avatar_platform.serve.avatars import AvatarJob, RenderedAvatar, render_jobs
 from avatar_platform.serve.config import ServeConfig
+from avatar_platform.serve.loopback import keep_replica_grpc_on_loopback
 from avatar_platform.serve.schemas import ModelInfo
 
 
@@ -40,6 +41,7 @@ def load_served_model(config: ServeConfig):
 @serve.deployment(name="AvatarModel")
 class AvatarModel:
     def __init__(self, args: dict) -> None:
+        keep_replica_grpc_on_loopback()
         self.config = ServeConfig.model_validate(args)
         if self.config.mlflow_tracking_uri:
             # a replica process of its own: where its models:/ URIs are looked up

@@ -32,12 +32,17 @@ def avatar_files(index: int, avatar: RenderedAvatar) -> dict[str, bytes]:
 
 
 class ResultStore:
-    """The result sets under `root`, at most `keep` of them (the oldest go first)."""
+    """The result sets under `root`: at most `keep` of them and `max_bytes` of their files (the
+    oldest go first; the newest set is kept even if it alone is over the budget)."""
 
-    def __init__(self, root: Path, keep: int) -> None:
+    def __init__(self, root: Path, keep: int, max_bytes: int | None = None) -> None:
         self.root = Path(root)
         self.keep = keep
+        self.max_bytes = max_bytes
         self.root.mkdir(parents=True, exist_ok=True)
+        # sets are never changed once renamed into place, so a size measured once stays true;
+        # sets that other replicas write into the same folder are measured when first seen
+        self._sizes: dict[str, int] = {}
 
     @staticmethod
     def new_id() -> str:
@@ -56,7 +61,7 @@ class ResultStore:
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        self._prune()
+        self._prune(result_id)
 
     def manifest(self, result_id: str) -> dict | None:
         """The stored set, or None for an unknown or malformed id."""
@@ -72,9 +77,30 @@ class ResultStore:
         path = self.root / result_id / name
         return path if path.is_file() else None
 
-    def _prune(self) -> None:
-        sets = [p for p in self.root.iterdir() if p.is_dir() and RESULT_ID.fullmatch(p.name)]
-        if len(sets) <= self.keep:
-            return
-        for old in sorted(sets, key=lambda p: p.stat().st_mtime)[: len(sets) - self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+    def _size(self, folder: Path) -> int:
+        size = self._sizes.get(folder.name)
+        if size is None:
+            size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+            self._sizes[folder.name] = size
+        return size
+
+    def _prune(self, saved: str) -> None:
+        sets = []
+        for folder in self.root.iterdir():
+            if not (folder.is_dir() and RESULT_ID.fullmatch(folder.name)):
+                continue
+            try:  # another replica may be deleting it meanwhile
+                sets.append((folder.stat().st_mtime, folder.name, self._size(folder), folder))
+            except FileNotFoundError:
+                continue
+        sets.sort()  # oldest first
+        remaining, total = len(sets), sum(size for _, _, size, _ in sets)
+        for _, name, size, folder in sets[:-1]:  # the newest set is never deleted
+            if remaining <= self.keep and (self.max_bytes is None or total <= self.max_bytes):
+                break
+            if name == saved:  # nor the one just saved (its links are being returned)
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            remaining, total = remaining - 1, total - size
+        present = {p.name for p in self.root.iterdir()}
+        self._sizes = {k: v for k, v in self._sizes.items() if k in present}

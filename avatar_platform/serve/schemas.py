@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from avatar_platform.serve.config import ServeConfig
 
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**63 - 1  # torch's seeds are int64
 
 
 class _Body(BaseModel):
@@ -36,7 +36,9 @@ class AvatarOptions(_Body):
 class SeedsRequest(AvatarOptions):
     """`POST /v1/avatars` with JSON: one avatar per seed."""
 
-    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(
+    # strict: `true` and "5" are not seeds. The bound is exclusive, 2^63: a float64 reader of
+    # the spec (JavaScript, many fuzzers) reads 2^63 - 1 as 2^63, one above the real limit
+    seeds: list[Annotated[StrictInt, Field(ge=0, lt=MAX_SEED + 1)]] = Field(
         ..., min_length=1, description="non-negative integer seeds, one avatar each"
     )
 
@@ -88,21 +90,45 @@ class ErrorBody(BaseModel):
     error: str = Field(description="what was wrong, what was expected, how to fix it")
 
 
+# request field → the ServeConfig limit on it
+LIMITS = {"views": "max_views", "resolution": "max_resolution", "frames": "max_frames",
+          "mesh_resolution": "max_mesh_resolution", "num_samples": "max_seeds"}  # fmt: skip
+
+
+def within_limits(options: AvatarOptions, config: ServeConfig) -> AvatarOptions:
+    """`options` with each default that is over the deployment's limit lowered to it (a server
+    allowing 2 frames makes 2 by default); values that were sent are left for `check_limits`."""
+    update = {}
+    for field, limit in LIMITS.items():
+        value = getattr(options, field, None)
+        unsent = field not in options.model_fields_set
+        if unsent and value is not None and value > getattr(config, limit):
+            update[field] = getattr(config, limit)
+    return options.model_copy(update=update) if update else options
+
+
 def check_limits(options: AvatarOptions, config: ServeConfig, seeds: int = 0) -> list[str]:
-    """The deployment's own limits that `options` exceeds, as messages (empty: within them)."""
+    """The deployment's own limits that `options` exceeds, as messages (empty: within them).
+    Every value is checked, even frames without a turntable: the spec states each bound once."""
     problems = []
-    for name, value, limit in (
-        ("seeds", seeds, config.max_seeds),
-        ("views", options.views, config.max_views),
-        ("resolution", options.resolution or 0, config.max_resolution),
-        ("frames", options.frames if options.turntable else 0, config.max_frames),
-        ("mesh_resolution", options.mesh_resolution if options.mesh else 0,
-         config.max_mesh_resolution),
-    ):  # fmt: skip
-        if value > limit:
-            problems.append(f"{name} is {value}, this server allows at most {limit}")
-    if isinstance(options, ImageOptions) and options.num_samples > config.max_seeds:
-        problems.append(
-            f"num_samples is {options.num_samples}, this server allows at most {config.max_seeds}"
-        )
+    if seeds > config.max_seeds:
+        problems.append(f"seeds is {seeds}, this server allows at most {config.max_seeds}")
+    for field, limit in LIMITS.items():
+        value = getattr(options, field, None)
+        if value is not None and value > getattr(config, limit):
+            problems.append(
+                f"{field} is {value}, this server allows at most {getattr(config, limit)}"
+            )
     return problems
+
+
+def limits_schema(config: ServeConfig) -> dict[str, dict]:
+    """The deployment's limits as JSON-schema keywords of the request fields (for the spec)."""
+    fields = {**ImageOptions.model_fields, **SeedsRequest.model_fields}
+    bounds: dict[str, dict] = {"seeds": {"maxItems": config.max_seeds}}
+    for field, limit in LIMITS.items():
+        bounds[field] = {"maximum": getattr(config, limit)}
+        default = fields[field].default
+        if default is not None:
+            bounds[field]["default"] = min(default, getattr(config, limit))
+    return bounds

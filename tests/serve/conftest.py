@@ -123,3 +123,37 @@ def elastic(served):
                                 target_ongoing_requests=1, upscale_delay_s=0,
                                 look_back_period_s=2, max_batch_size=1):  # fmt: skip
         yield url, "elastic"
+
+
+FUZZ_LIMITS = {"max_seeds": 2, "max_views": 2, "max_resolution": 32, "max_frames": 3,
+               "max_mesh_resolution": 16, "num_cpus": 0.25}  # fmt: skip
+
+
+@pytest.fixture(scope="package")
+def fuzz_url(served):
+    """Limits that keep every schema-valid request cheap to render (the fuzz sends many)."""
+    yield from deployed_variant(served, "fuzz", **FUZZ_LIMITS)
+
+
+@pytest.fixture
+def variant(served):
+    """`deploy(name, **overrides)` → the URL of the served model again with `overrides` of its
+    config, as app `name`; the apps are deleted when the test ends (each holds a replica)."""
+    from ray import serve
+
+    from avatar_platform.serve.app import build_app
+
+    names = []
+
+    def deploy(name: str, **overrides) -> str:
+        # a quarter CPU: the package's apps already hold most of the session's logical CPUs
+        config = {**served.config, "num_cpus": 0.25, **overrides}
+        serve.run(build_app(config), name=name, route_prefix=f"/{name}")
+        names.append(name)
+        url = f"{served.url}/{name}"
+        wait_healthy(url)
+        return url
+
+    yield deploy
+    for name in names:
+        serve.delete(name)

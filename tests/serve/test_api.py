@@ -106,10 +106,22 @@ def test_the_openapi_spec_documents_both_request_kinds(served):
     create = spec["paths"]["/v1/avatars"]["post"]
     assert set(create["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
     assert {"/healthz", "/v1/model", "/v1/avatars/{result_id}/{name}"} <= set(spec["paths"])
-    assert {"401", "413", "415", "422"} <= set(create["responses"])
+    # the open server never answers 401 (the keyed one does, see below) but 421 for a foreign Host
+    assert {"413", "415", "421", "422"} <= set(create["responses"])
 
 
 BIG = os.urandom(300 * 1024)  # over the fixture's 256 KiB upload limit
+
+
+def _raw_json(url: str, text: str) -> requests.Response:
+    return requests.post(f"{url}/v1/avatars", data=text, timeout=30,
+                         headers={"Content-Type": "application/json"})  # fmt: skip
+
+
+def _picture(size) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (10, 10, 10)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _huge_picture() -> bytes:
@@ -145,6 +157,25 @@ BAD_REQUESTS = {
         400,
     ),  # fmt: skip
     "json array": (lambda u: post_seeds(u, [1, 2]), 400),
+    "deeply nested json": (
+        lambda u: _raw_json(u, '{"seeds": ' + "[" * 1000 + "]" * 1000 + "}"),
+        400,
+    ),
+    "nested json, unclosed": (lambda u: _raw_json(u, "[" * 50_000), 400),
+    "seed true": (lambda u: post_seeds(u, {"seeds": [True]}), 422),
+    "seed as a string": (lambda u: post_seeds(u, {"seeds": ["5"]}), 422),
+    "views as a string": (lambda u: post_seeds(u, {"seeds": [1], "views": "2"}), 422),
+    "resolution with a fraction": (
+        lambda u: post_seeds(u, {"seeds": [1], "resolution": 48.5}),
+        422,
+    ),
+    "seed of 2^63": (lambda u: post_seeds(u, {"seeds": [2**63]}), 422),
+    "frames over the limit without a turntable": (
+        lambda u: post_seeds(u, {"seeds": [1], "turntable": False, "frames": 25}),
+        422,
+    ),  # fmt: skip
+    "upload of a text type": (lambda u: upload(u, png(), content_type="application/json"), 415),
+    "pixels just over the limit": (lambda u: upload(u, _picture((2001, 2000))), 422),
     "unknown field": (lambda u: post_seeds(u, {"seeds": [1], "colour": "red"}), 422),
     "no seeds": (lambda u: post_seeds(u, {"seeds": []}), 422),
     "negative seed": (lambda u: post_seeds(u, {"seeds": [-1]}), 422),
@@ -311,3 +342,164 @@ def test_sustained_load_scales_the_model_to_its_max_replicas(elastic):
         for thread in clients:
             thread.join()
     assert _running_model_replicas(app) == 2  # max_replicas: never more
+
+
+def test_the_pixel_limit_message_shows_two_different_numbers(served):
+    response = upload(served.url, _picture((2001, 2000)))  # 4.002 MP; the fixture allows 4 MP
+    assert response.status_code == 422, response.text
+    message = response.json()["error"]
+    assert "4.002 megapixels" in message and "at most 4.000 megapixels" in message, message
+
+
+@pytest.mark.parametrize("content_type", ["application/octet-stream", None])
+def test_a_picture_sent_as_plain_bytes_or_untyped_is_taken_by_its_bytes(served, content_type):
+    part = ("face", png()) if content_type is None else ("face", png(), content_type)
+    response = requests.post(f"{served.url}/v1/avatars", files={"image": part},
+                             data={"views": "1", "turntable": "false"}, timeout=120)  # fmt: skip
+    assert response.status_code == 201, response.text
+    # ... and bytes that are no picture are still refused, as not a picture
+    part = ("face", b"not a picture at all" * 8, *([content_type] if content_type else []))
+    response = requests.post(f"{served.url}/v1/avatars", files={"image": part}, timeout=60)
+    assert response.status_code == 422 and "not an image" in response.json()["error"]
+
+
+def test_serve_request_sends_a_picture_file_without_an_extension(served, tmp_path, capsys):
+    from avatar_platform.cli.app import main
+
+    picture = tmp_path / "face"
+    picture.write_bytes(png())
+    out = tmp_path / "served"
+    code = main(["serve", "request", "--url", served.url, "--image", str(picture), "--views", "1",
+                 "--no-mesh", "--no-turntable", "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert Image.open(out / "avatar0-views.png").size[0] > 0
+
+
+def test_a_default_over_the_servers_limit_is_lowered_to_it(served):
+    # the fixture allows a 48 grid; the default is 64: a mesh without a grid gets 48
+    response = post_seeds(served.url, {"seeds": [1], "views": 1, "turntable": False,
+                                       "mesh": True})  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert response.json()["options"]["mesh_resolution"] == served.config["max_mesh_resolution"]
+
+
+def test_head_answers_like_get(served):
+    for path in ("/", "/healthz"):
+        response = requests.head(f"{served.url}{path}", timeout=10)
+        assert response.status_code == 200, (path, response.status_code)
+
+
+def test_without_a_key_only_requests_addressed_to_this_server_are_answered(served):
+    port = served.url.rsplit(":", 1)[1]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "app.localhost"):
+        response = requests.get(f"{served.url}/v1/model", headers={"Host": host}, timeout=10)
+        assert response.status_code == 200, (host, response.text)
+    # a page at evil.example whose name was rebound to 127.0.0.1 (DNS rebinding)
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+        headers = {"Host": host}
+        for response in (
+            requests.get(f"{served.url}/v1/model", headers=headers, timeout=10),
+            post_seeds(served.url, {"seeds": [1]}, headers=headers),
+            requests.get(f"{served.url}/v1/avatars/{'0' * 32}", headers=headers, timeout=10),
+            requests.get(f"{served.url}/openapi.json", headers=headers, timeout=10),
+        ):
+            assert response.status_code == 421, (host, response.status_code, response.text)
+            assert "API key" in response.json()["error"]
+    assert requests.get(f"{served.url}/healthz", headers=headers, timeout=10).status_code == 200
+    # with a key, the key decides, whatever the name
+    keyed = requests.get(f"{served.keyed_url}/v1/model", timeout=10,
+                         headers={"Host": "evil.example", "X-API-Key": served.api_key})  # fmt: skip
+    assert keyed.status_code == 200, keyed.text
+
+
+def test_allowed_hosts_adds_names_to_an_unkeyed_server(variant):
+    url = variant("named", allowed_hosts=["avatars.internal"])
+    for host, status in (("avatars.internal:80", 200), ("evil.example", 421)):
+        response = requests.get(f"{url}/v1/model", headers={"Host": host}, timeout=10)
+        assert response.status_code == status, (host, response.text)
+
+
+def test_serving_opens_no_port_beyond_loopback(served):
+    import ipaddress
+
+    import psutil
+
+    me = psutil.Process()
+    listeners = []
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            name = process.name()
+            listeners += [(name, c.laddr.ip, c.laddr.port)
+                          for c in process.net_connections(kind="inet")
+                          if c.status == psutil.CONN_LISTEN]  # fmt: skip
+        except psutil.Error:
+            continue
+    port = int(served.url.rsplit(":", 1)[1])
+    assert port in {p for _, _, p in listeners}, listeners  # the Serve proxy is among them
+
+    def loopback(ip: str) -> bool:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+        return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+    assert not [entry for entry in listeners if not loopback(entry[1])], listeners
+
+
+def test_the_spec_states_the_servers_limits_key_and_file_types(served):
+    config = served.config
+    spec = requests.get(f"{served.url}/openapi.json", timeout=30).json()
+    schemas = spec["components"]["schemas"]
+    seeds = schemas["SeedsRequest"]["properties"]
+    assert seeds["seeds"]["maxItems"] == config["max_seeds"]
+    assert seeds["seeds"]["items"]["exclusiveMaximum"] == 2**63  # exact as a float, too
+    assert "maximum" not in seeds["seeds"]["items"]
+    for field, limit in (
+        ("views", "max_views"),
+        ("resolution", "max_resolution"),
+        ("frames", "max_frames"),
+        ("mesh_resolution", "max_mesh_resolution"),
+    ):
+        for body in ("SeedsRequest", "ImageOptions"):
+            assert schemas[body]["properties"][field]["maximum"] == config[limit], (body, field)
+    assert seeds["mesh_resolution"]["default"] == config["max_mesh_resolution"]  # 64, lowered
+    assert schemas["ImageOptions"]["properties"]["num_samples"]["maximum"] == config["max_seeds"]
+    assert schemas["ImageOptions"]["required"] == ["image"]
+    file = spec["paths"]["/v1/avatars/{result_id}/{name}"]["get"]["responses"]["200"]
+    assert set(file["content"]) == {"image/png", "image/gif", "model/gltf-binary"}
+    # the open server: no key scheme required, no 401; the keyed one: both
+    assert "security" not in spec["paths"]["/v1/model"]["get"]
+    assert "401" not in spec["paths"]["/v1/model"]["get"]["responses"]
+    keyed = requests.get(f"{served.keyed_url}/openapi.json", timeout=30,
+                         headers={"X-API-Key": served.api_key}).json()  # fmt: skip
+    schemes = keyed["components"]["securitySchemes"]
+    assert schemes["ApiKey"] == {**schemes["ApiKey"], "type": "apiKey", "in": "header",
+                                 "name": "X-API-Key"}  # fmt: skip
+    assert schemes["Bearer"]["scheme"] == "bearer"
+    for path, operations in keyed["paths"].items():
+        for operation in operations.values():
+            if path == "/healthz":
+                assert "security" not in operation
+            else:
+                assert operation["security"] == [{"ApiKey": []}, {"Bearer": []}], path
+                assert "401" in operation["responses"]
+    assert keyed["servers"] == [{"url": "/keyed"}]
+
+
+def test_result_sets_are_kept_within_a_byte_budget_oldest_first(served, variant, tmp_path):
+    body = {"seeds": [4], "views": 1, "turntable": False}
+    first = post_seeds(served.url, body).json()["id"]
+    one_set = sum(f.stat().st_size for f in (served.home / "results" / first).iterdir())
+    # room for two sets of this size, not three
+    results = tmp_path / "budget-results"
+    url = variant("budget", results_dir=str(results), max_results_bytes=int(one_set * 2.5))
+    ids = [post_seeds(url, body).json()["id"] for _ in range(4)]
+    kept = {p.name for p in results.iterdir() if not p.name.startswith(".")}
+    assert kept == set(ids[-2:]), (kept, ids)
+    assert requests.get(f"{url}/v1/avatars/{ids[0]}", timeout=10).status_code == 404
+    assert requests.get(f"{url}/v1/avatars/{ids[-1]}", timeout=10).status_code == 200
+    # a budget smaller than one set keeps the newest set whole
+    tiny = tmp_path / "tiny-results"
+    url = variant("tiny", results_dir=str(tiny), max_results_bytes=1)
+    ids = [post_seeds(url, body).json()["id"] for _ in range(2)]
+    assert [p.name for p in tiny.iterdir()] == [ids[-1]]
+    result = requests.get(f"{url}/v1/avatars/{ids[-1]}", timeout=10).json()
+    fetch(url, result["avatars"][0]["views_grid"])

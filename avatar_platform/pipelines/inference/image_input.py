@@ -176,12 +176,17 @@ def _megabytes(size: int) -> str:
 
 
 def _refuse_bomb(label: str, size: tuple[int, int] | None, max_pixels: int) -> NoReturn:
-    dimensions = (
-        f" ({size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} megapixels)" if size else ""
-    )
+    dimensions, limit = "", f"{max_pixels / 1e6:g}"
+    if size:
+        pixels = size[0] * size[1]
+        # as many decimals as it takes for the two numbers to differ (16.004 vs 16.000, not
+        # "16 megapixels, at most 16"); pixel counts are whole, so 6 always do
+        digits = next(d for d in range(7) if f"{pixels / 1e6:.{d}f}" != f"{max_pixels / 1e6:.{d}f}")
+        dimensions = f" ({size[0]}x{size[1]} = {pixels / 1e6:.{digits}f} megapixels)"
+        limit = f"{max_pixels / 1e6:.{digits}f}"
     raise AvatarPlatformError(
         f"{label} has too many pixels{dimensions}",
-        expected=f"an image of at most {max_pixels / 1e6:g} megapixels",
+        expected=f"an image of at most {limit} megapixels",
         fix="downscale it first, e.g. to 1024 pixels on the long side",
     )
 

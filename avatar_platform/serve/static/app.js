@@ -12,6 +12,7 @@ viewer.src = base + "static/vendor/model-viewer.min.js";
 document.head.appendChild(viewer);
 
 $("key").value = localStorage.getItem("avatar-api-key") || "";
+$("key").addEventListener("change", () => showModel());
 
 function headers() {
   const key = $("key").value.trim();
@@ -31,7 +32,7 @@ async function api(path, options = {}) {
   if (!response.ok) {
     let message = response.statusText;
     try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
-    throw new Error(`${response.status}: ${message}`);
+    throw Object.assign(new Error(`${response.status}: ${message}`), { status: response.status });
   }
   return response;
 }
@@ -40,6 +41,8 @@ async function blobUrl(path) {
   return URL.createObjectURL(await (await api(path)).blob());
 }
 
+// The model line says which model answers; asked again whenever the key changes and after
+// each request, so that it never keeps a stale error (a 401 before the key was entered)
 async function showModel() {
   try {
     const info = await (await api("v1/model")).json();
@@ -47,8 +50,12 @@ async function showModel() {
     const alias = info.alias ? ` @${info.alias}` : "";
     $("model").textContent = `model: ${info.name || info.uri}${version}${alias} · ` +
       `${info.resolution}px · ${info.image_conditioning ? "pictures and seeds" : "seeds only"} · ${info.device}`;
+    $("model").className = "";
   } catch (err) {
-    $("model").textContent = `model: ${err.message}`;
+    $("model").textContent = err.status === 401
+      ? "model: this server needs an API key: enter it below"
+      : `model: ${err.message}`;
+    $("model").className = "error";
   }
 }
 
@@ -129,6 +136,7 @@ $("request").addEventListener("submit", async (event) => {
     await render(result);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     status(`done in ${seconds} s · result ${result.id}`);
+    showModel();
   } catch (err) {
     status(err.message, true);
   } finally {
