@@ -48,7 +48,7 @@ def gan(
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.core.errors import AvatarPlatformError
-    from avatar_platform.core.paths import platform_home
+    from avatar_platform.core.paths import platform_home, user_path
     from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
 
     overrides: dict = {"steps": steps, "batch_size": batch_size, "workers": workers,
@@ -58,8 +58,9 @@ def gan(
         if kimg <= 0:
             raise AvatarPlatformError(f"--kimg must be positive, got {kimg}")
         cfg = cfg.model_copy(update={"steps": max(math.ceil(kimg * 1000 / cfg.batch_size), 1)})
-    if out is None:
-        out = platform_home() / "runs" / time.strftime("gan-%Y%m%d-%H%M%S")
+    # every path as the user meant it, from this folder: the workers run in other folders
+    data = user_path(data)
+    out = user_path(out or platform_home() / "runs" / time.strftime("gan-%Y%m%d-%H%M%S"))
     if dry_run:
         typer.echo(json.dumps({"out": str(out), "gan": cfg.model_dump(mode="json")}, indent=2))
         return
@@ -105,14 +106,14 @@ def diffusion(
     import time
 
     from avatar_platform.core.config import resolve_config
-    from avatar_platform.core.paths import platform_home
+    from avatar_platform.core.paths import platform_home, user_model_spec, user_path
     from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
 
     overrides: dict = {"steps": steps, "batch_size": batch_size, "workers": workers,
                        "encoder": {"kind": encoder, "clip_model": clip_model}}  # fmt: skip
     cfg = resolve_config(DiffusionTrainingConfig, "diffusion", preset, config, overrides)
-    if out is None:
-        out = platform_home() / "runs" / time.strftime("diffusion-%Y%m%d-%H%M%S")
+    generator = user_model_spec(generator)  # a folder from here, or an MLflow URI as given
+    out = user_path(out or platform_home() / "runs" / time.strftime("diffusion-%Y%m%d-%H%M%S"))
     if dry_run:
         typer.echo(
             json.dumps({"out": str(out), "diffusion": cfg.model_dump(mode="json")}, indent=2)
@@ -171,15 +172,15 @@ def lora(
     import time
 
     from avatar_platform.core.config import resolve_config
-    from avatar_platform.core.paths import platform_home
+    from avatar_platform.core.paths import platform_home, user_path
     from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
 
     overrides: dict = {"token": token, "base": base, "rank": rank, "steps": steps,
                        "resolution": resolution, "batch_size": batch_size, "lr": lr,
                        "train_text_encoder": train_text_encoder, "workers": workers}  # fmt: skip
     cfg = resolve_config(LoraTrainingConfig, "lora", preset, config, overrides)
-    if out is None:
-        out = platform_home() / "runs" / time.strftime("lora-%Y%m%d-%H%M%S")
+    images = user_path(images)
+    out = user_path(out or platform_home() / "runs" / time.strftime("lora-%Y%m%d-%H%M%S"))
     if dry_run:
         typer.echo(json.dumps({"out": str(out), "lora": cfg.model_dump(mode="json")}, indent=2))
         return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from avatar_platform.core.paths import platform_home
@@ -54,6 +56,49 @@ def configure_mlflow(experiment: str):
         mlflow.create_experiment(experiment, artifact_location=artifact_root().as_uri())
     mlflow.set_experiment(experiment)
     return mlflow
+
+
+def _client():
+    import mlflow
+
+    point_mlflow()
+    return mlflow.MlflowClient()
+
+
+def reopen_run(run_id: str) -> str:
+    """Mark an ended run (a stopped or failed one that `--resume` continues) RUNNING again."""
+    _client().update_run(run_id, status="RUNNING")
+    return run_id
+
+
+def _interrupted(err: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is `err` or among its causes and contexts."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        todo += [current.__cause__, current.__context__]
+    return False
+
+
+@contextmanager
+def ended_on_error(run_id: str | None) -> Iterator[None]:
+    """An MLflow run that the block finishes (the block ends it FINISHED itself) is ended
+    KILLED on Ctrl-C and FAILED on any other error, so that no run stays RUNNING forever."""
+    try:
+        yield
+    except BaseException as err:
+        if run_id:
+            status = "KILLED" if _interrupted(err) else "FAILED"
+            # the store being down must not hide the error itself
+            with suppress(Exception):
+                _client().set_terminated(run_id, status)
+        raise
 
 
 def flatten_params(config: dict, prefix: str = "") -> dict[str, str]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from avatar_platform.core.paths import user_model_spec
+from avatar_platform.core.tracking import ended_on_error
 from avatar_platform.pipelines.inference.model_loading import load_generator, resolve_model_folder
 from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
 from avatar_platform.pipelines.training.diffusion_loop import train_diffusion_loop
@@ -16,27 +18,34 @@ from avatar_platform.pipelines.training.ray_job import TrainSummary, fit, prepar
 EXPERIMENT = "train-diffusion"
 
 
-def check_inputs(config: DiffusionTrainingConfig, generator: str | Path) -> Path:
-    """The generator's model folder, loaded once here so that a bad one fails before Ray starts."""
-    folder = resolve_model_folder(generator)
+def check_inputs(config: DiffusionTrainingConfig,
+                 generator: str | Path) -> tuple[DiffusionTrainingConfig, Path]:  # fmt: skip
+    """The generator's model folder as an absolute path (the workers run in another folder),
+    loaded once here so that a bad one fails before Ray starts, and the config with a local
+    CLIP folder made absolute too."""
+    folder = Path(resolve_model_folder(user_model_spec(generator))).resolve()
     load_generator(folder)
     if config.encoder.kind == "clip":
         from avatar_platform.core.hub import model_source
 
-        model_source(config.encoder.clip_model, "CLIP image encoder")
-    return folder
+        clip = model_source(config.encoder.clip_model, "CLIP image encoder")
+        encoder = config.encoder.model_copy(update={"clip_model": clip})
+        config = config.model_copy(update={"encoder": encoder})
+    return config, folder
 
 
 def run_train_diffusion(config: DiffusionTrainingConfig, generator: str | Path, out: Path, *,
                         resume: bool = False, ray_address: str | None = None, track: bool = True,
                         max_failures: int = 2) -> TrainSummary:  # fmt: skip
     """Train (or continue training) the style diffusion of `generator`."""
-    generator_folder = check_inputs(config, generator)
+    config, generator_folder = check_inputs(config, generator)
     out, gpu = prepare(config, out, resume=resume, ray_address=ray_address)
     run_id = None
     if track:
         run_id = start_run(out, EXPERIMENT, f"diffusion-{out.name}", config,
-                           tags={"generator": str(generator), "output": str(out)})  # fmt: skip
+                           tags={"generator": user_model_spec(generator),
+                                 "output": str(out)})  # fmt: skip
     loop_config = {"config": config.model_dump(mode="json"), "generator": str(generator_folder)}
-    return fit(train_diffusion_loop, loop_config, out=out, workers=config.workers, gpu=gpu,
-               steps=config.steps, max_failures=max_failures, run_id=run_id)  # fmt: skip
+    with ended_on_error(run_id):
+        return fit(train_diffusion_loop, loop_config, out=out, workers=config.workers, gpu=gpu,
+                   steps=config.steps, max_failures=max_failures, run_id=run_id)  # fmt: skip

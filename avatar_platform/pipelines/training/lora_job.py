@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.core.paths import user_path
+from avatar_platform.core.tracking import ended_on_error
 from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
 from avatar_platform.pipelines.training.lora_data import TrainingImage, load_training_images
 from avatar_platform.pipelines.training.lora_loop import train_lora_loop
@@ -34,6 +36,7 @@ def run_train_lora(config: LoraTrainingConfig, images: str | Path, out: Path, *,
                    resume: bool = False, ray_address: str | None = None, track: bool = True,
                    max_failures: int = 2) -> TrainSummary:  # fmt: skip
     """Train (or continue training) the LoRA of the character in the `images` folder."""
+    images = user_path(images)  # the workers read it, from another working folder
     config, pictures = check_inputs(config, images)
     out, gpu = prepare(config, out, resume=resume, ray_address=ray_address)
     if config.mixed_precision == "fp16" and not gpu:
@@ -46,7 +49,7 @@ def run_train_lora(config: LoraTrainingConfig, images: str | Path, out: Path, *,
         run_id = start_run(out, EXPERIMENT, f"lora-{out.name}", config,
                            tags={"images": str(images), "token": config.token, "output": str(out)},
                            extra_params={"num_images": len(pictures)})  # fmt: skip
-    loop_config = {"config": config.model_dump(mode="json"),
-                   "images": str(Path(images).expanduser().resolve())}  # fmt: skip
-    return fit(train_lora_loop, loop_config, out=out, workers=config.workers, gpu=gpu,
-               steps=config.steps, max_failures=max_failures, run_id=run_id)  # fmt: skip
+    loop_config = {"config": config.model_dump(mode="json"), "images": str(images)}
+    with ended_on_error(run_id):
+        return fit(train_lora_loop, loop_config, out=out, workers=config.workers, gpu=gpu,
+                   steps=config.steps, max_failures=max_failures, run_id=run_id)  # fmt: skip

@@ -8,8 +8,10 @@ which `--resume` continues), `run.json` (the MLflow run), `config.resolved.json`
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -18,12 +20,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import avatar_platform
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.progress import progress_bar
 from avatar_platform.core.tracking import (
     configure_mlflow,
     flatten_params,
     point_mlflow,
+    reopen_run,
     tracking_uri,
 )
 
@@ -172,6 +176,163 @@ def write_progress(path: Path, step: int, metrics: dict) -> None:
     tmp.replace(path)
 
 
+# Errors a restart from the last checkpoint cannot fix (bad input, a bug in our code): a worker
+# that raises one stops the run at once instead of using up FailureConfig's restarts.
+_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+_VALUE_ERRORS = (ValueError, TypeError, LookupError, AttributeError, NotImplementedError)
+_PACKAGE = Path(avatar_platform.__file__).resolve().parent
+
+
+class DeterministicWorkerError(Exception):
+    """A worker's error that would repeat on every restart; carries the original's type name and
+    message (plain strings: it crosses processes whatever the original was)."""
+
+    def __init__(self, kind: str, message: str):
+        self.kind, self.message = kind, message
+        super().__init__(f"{kind}: {message}")
+
+    def __reduce__(self):
+        return (type(self), (self.kind, self.message))
+
+
+class TrainingStopped(Exception):
+    """Raised on the Ray Train controller to stop a run at once on a deterministic worker error
+    (the controller does not retry its own errors); carries the worker's rank and error."""
+
+    def __init__(self, rank: int, error: BaseException):
+        self.rank, self.error = rank, error
+        super().__init__(f"worker {rank}: {type(error).__name__}: {error}")
+
+    def __reduce__(self):
+        return (type(self), (self.rank, self.error))
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The error inside Ray's wrappers (RayTaskError's cause, Ray Data's UserCodeException's
+    __cause__), or `error` itself."""
+    seen: set[int] = set()
+    while id(error) not in seen and type(error).__module__.startswith("ray."):
+        seen.add(id(error))
+        inner = getattr(error, "cause", None)
+        inner = inner if isinstance(inner, BaseException) else error.__cause__
+        if inner is None:
+            break
+        error = inner
+    return error
+
+
+def _raised_in_our_code(err: BaseException) -> bool:
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+
+
+def is_deterministic(err: BaseException) -> bool:
+    """Whether a restart would meet `err` again: a user error (AvatarPlatformError), a config
+    error (pydantic's ValidationError), a missing path, or a ValueError-type error raised by
+    avatar_platform's own code. Ray's system errors (a lost worker or node) never are."""
+    from pydantic import ValidationError
+    from ray.exceptions import RayError
+
+    if isinstance(err, DeterministicWorkerError | AvatarPlatformError | ValidationError):
+        return True
+    cause = root_cause(err)
+    if cause is not err:  # a Ray task's error (e.g. Ray Data's decode) wraps its cause
+        return is_deterministic(cause)
+    if isinstance(err, RayError):  # a lost worker, actor or node
+        return False
+    if isinstance(err, _PATH_ERRORS):
+        return True
+    return isinstance(err, _VALUE_ERRORS) and _raised_in_our_code(err)
+
+
+def stop_on_deterministic_errors(loop: Callable[[dict], None]) -> Callable[[dict], None]:
+    """The worker loop `loop`, with deterministic errors marked for `fit`'s controller callback
+    (AvatarPlatformError as itself, others as DeterministicWorkerError)."""
+
+    @functools.wraps(loop)
+    def train_loop(loop_config: dict) -> None:
+        try:
+            loop(loop_config)
+        except AvatarPlatformError:
+            raise
+        except Exception as err:
+            if not is_deterministic(err):
+                raise
+            raise DeterministicWorkerError(type(err).__name__, str(err)) from err
+
+    return train_loop
+
+
+def _stop_callback():
+    """A Ray Train UserCallback (it runs on the controller) that turns a deterministic worker
+    error into a controller error: Ray Train V2 retries worker errors up to `max_failures` but
+    never a controller's own (FailureDecision RAISE), so the run stops at once."""
+    from ray.train import UserCallback
+
+    class StopOnDeterministicErrors(UserCallback):
+        def after_exception(self, run_context, worker_exceptions: dict) -> None:
+            for rank in sorted(worker_exceptions):
+                error = worker_exceptions[rank]
+                if isinstance(error, DeterministicWorkerError | AvatarPlatformError):
+                    raise TrainingStopped(rank, error)
+
+    return StopOnDeterministicErrors()
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    return (lines[0] if lines else "").strip()[:limit]
+
+
+_TRACEBACK_ERROR = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Warning)): (.+)$", re.M)
+
+
+def describe_error(error: BaseException) -> str:
+    """'Type: message' of a worker's error (a Ray task error: of its cause)."""
+    if isinstance(error, DeterministicWorkerError):
+        return f"{error.kind}: {_first_line(error.message)}"
+    root = root_cause(error)
+    if type(root).__module__.startswith("ray."):
+        # a Ray task's error crosses processes as text: its traceback names the original
+        found = [m for m in _TRACEBACK_ERROR.finditer(str(error)) if not m[1].startswith("ray.")]
+        if found:
+            return f"{found[-1][1].rsplit('.', 1)[-1]}: {_first_line(found[-1][2])}"
+    return f"{type(root).__name__}: {_first_line(str(root))}"
+
+
+def training_failure(err: Exception, out: Path, max_failures: int) -> AvatarPlatformError:
+    """The CLI's one error for a failed `fit()`: which worker, the type and message of its error,
+    and whether restarts were tried (Ray Train's own message names neither)."""
+    from ray.train import ControllerError, WorkerGroupError
+
+    fix = f"the last checkpoint is kept: after fixing the cause, re-run with --resume --out {out}"
+    if isinstance(err, ControllerError) and isinstance(err.controller_failure, TrainingStopped):
+        stopped = err.controller_failure
+        rank, error = stopped.rank, stopped.error
+        attempts = "not retried: a restart would fail again"
+    elif isinstance(err, WorkerGroupError) and err.worker_failures:
+        rank = min(err.worker_failures)
+        error = err.worker_failures[rank]
+        attempts = f"after {max_failures} restart{'s' if max_failures != 1 else ''}"
+    elif isinstance(err, ControllerError):
+        rank, error, attempts = None, err.controller_failure, "in Ray Train's controller"
+    else:
+        rank, error, attempts = None, err, ""
+    where = f"on worker {rank}" if rank is not None else ""
+    head = " ".join(part for part in ("training failed", where) if part)
+    if isinstance(error, AvatarPlatformError):
+        return AvatarPlatformError(f"{head} ({attempts}): {error.what}", error.expected,
+                                   error.fix or fix)  # fmt: skip
+    return AvatarPlatformError(
+        f"{head}{f' ({attempts})' if attempts else ''}: {describe_error(error)}",
+        fix=f"see the worker logs for the traceback; {fix}",
+    )
+
+
 def use_gpu(requested: bool | None) -> bool:
     import ray
 
@@ -185,15 +346,17 @@ def prepare(config, out: Path, *, resume: bool, ray_address: str | None,
     """Everything before `fit`: the cluster is reachable and big enough, the output folder is
     writable and right for `resume`, the resolved config is saved. Returns (out, use GPUs)."""
     from avatar_platform.core.config import save_resolved
-    from avatar_platform.core.paths import ensure_writable_dir
+    from avatar_platform.core.paths import ensure_writable_dir, removed_if_failed, user_path
     from avatar_platform.core.ray_runtime import check_ray_address, init_ray, require_resources
 
     check_ray_address(ray_address)
-    out = ensure_writable_dir(out)
+    out = user_path(out)
     prepare_out(out, resume)
-    init_ray(ray_address, min_cpus=config.workers + extra_cpus)
-    gpu = use_gpu(config.use_gpu)
-    require_resources(config.workers, {"num_cpus": 1, **({"num_gpus": 1} if gpu else {})})
+    with removed_if_failed(out):  # a run that cannot start leaves no empty folder behind
+        out = ensure_writable_dir(out)
+        init_ray(ray_address, min_cpus=config.workers + extra_cpus)
+        gpu = use_gpu(config.use_gpu)
+        require_resources(config.workers, {"num_cpus": 1, **({"num_gpus": 1} if gpu else {})})
     save_resolved(config, out / "config.resolved.json")
     return out, gpu
 
@@ -202,8 +365,8 @@ def start_run(out: Path, experiment: str, run_name: str, config, tags: dict,
               extra_params: dict | None = None) -> str:  # fmt: skip
     """The MLflow run of this output folder: the one in `run.json`, or a new one."""
     run_file = out / "run.json"
-    if run_file.exists():
-        return json.loads(run_file.read_text())["run_id"]
+    if run_file.exists():  # --resume: the stopped run is running again
+        return reopen_run(json.loads(run_file.read_text())["run_id"])
     mlflow = configure_mlflow(experiment)
     client = mlflow.MlflowClient()
     run = client.create_run(mlflow.get_experiment_by_name(experiment).experiment_id,
@@ -227,7 +390,7 @@ def fit(loop: Callable[[dict], None], loop_config: dict, *, out: Path, workers: 
 
     cores = os.cpu_count() or 1
     trainer = TorchTrainer(
-        loop,
+        stop_on_deterministic_errors(loop),
         train_loop_config={
             **loop_config,
             "tracking_uri": tracking_uri() if run_id else None,
@@ -247,6 +410,7 @@ def fit(loop: Callable[[dict], None], loop_config: dict, *, out: Path, workers: 
             storage_path=str(out / "ray"),
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=[_stop_callback()],
         ),
         datasets=datasets,
     )
@@ -255,10 +419,7 @@ def fit(loop: Callable[[dict], None], loop_config: dict, *, out: Path, workers: 
         with ProgressWatcher(out / "progress.json", steps):
             result = trainer.fit()
     except ray.train.TrainingFailedError as err:
-        raise AvatarPlatformError(
-            f"training failed after {max_failures} restarts ({str(err).splitlines()[0][:300]})",
-            fix=f"see the worker logs; the last checkpoint is kept: re-run with --resume --out {out}",
-        ) from None
+        raise training_failure(err, out, max_failures) from None
     seconds = time.perf_counter() - started
     if result.checkpoint is None:
         raise AvatarPlatformError("training finished without a checkpoint")
