@@ -39,6 +39,12 @@ def generate(
         None, help="a GLB/OBJ/PLY bust used for every avatar (with <mesh>.landmarks.json)"
     ),
     template_landmarks: Path | None = typer.Option(None, help="landmarks JSON of --template-mesh"),
+    template_normalize: bool | None = typer.Option(
+        None,
+        "--template-normalize/--no-template-normalize",
+        help="centre and scale --template-mesh from its landmarks (ears or eyes) to the built-in "
+        "busts' size, head centre at the origin (for a mesh in other units)",
+    ),
     sd_model: str | None = typer.Option(
         None, help="Stable Diffusion 1.5: hub id or folder", rich_help_panel=BACKEND_PANEL
     ),
@@ -70,13 +76,19 @@ def generate(
     lora_scale: float | None = typer.Option(
         None, help="strength of the LoRA (default 1)", rich_help_panel=BACKEND_PANEL
     ),
+    matting_model: str | None = typer.Option(
+        None,
+        help="image-segmentation model (hub id or folder; transformers semantic segmentation) "
+        "that refines each image's mask within the dilated condition silhouette",
+        rich_help_panel=BACKEND_PANEL,
+    ),
     preview: bool = typer.Option(True, help="write preview.png (styles × views) when done"),
     track: bool = typer.Option(True, help="record the run in MLflow"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and exit"),
 ) -> None:
     """Generate a multi-view avatar dataset (Parquet + dataset.json) on Ray Data."""
     from avatar_platform.core.config import resolve_config
-    from avatar_platform.core.paths import platform_home
+    from avatar_platform.core.paths import platform_home, user_path, user_source
     from avatar_platform.pipelines.datagen.config import GenerateConfig
     from avatar_platform.pipelines.datagen.controlnet_backend import lora_folder
     from avatar_platform.pipelines.datagen.job import check_inputs, config_hash
@@ -89,26 +101,35 @@ def generate(
         "resolution": resolution,
         "seed": seed,
         "workers": workers,
-        "template_mesh": str(template_mesh) if template_mesh else None,
-        "template_landmarks": str(template_landmarks) if template_landmarks else None,
+        # absolute: Ray's tasks, which read them, run in other working folders
+        "template_mesh": str(user_path(template_mesh)) if template_mesh else None,
+        "template_landmarks": str(user_path(template_landmarks)) if template_landmarks else None,
+        "template_normalize": template_normalize,
         "procedural": {"pose_noise": pose_noise},
         "controlnet": {
-            "sd_model": sd_model,
-            "openpose_controlnet": openpose_controlnet,
-            "depth_controlnet": depth_controlnet,
+            "sd_model": user_source(sd_model),
+            "openpose_controlnet": user_source(openpose_controlnet),
+            "depth_controlnet": user_source(depth_controlnet),
             "guidance": guidance,
             "steps": steps,
             "guidance_scale": guidance_scale,
             "scheduler": scheduler,
             "batch_size": batch_size,
-            "lora": lora_folder(lora) if lora else None,
+            "lora": user_source(lora_folder(lora)) if lora else None,
             "lora_scale": lora_scale,
+            "matting_model": user_source(matting_model),
         },
     }
     cfg = resolve_config(GenerateConfig, "generate", preset, config, overrides)
     check_inputs(cfg)
+    if cfg.template_mesh and cfg.template_normalize:
+        from avatar_platform.pipelines.poses.template import describe_normalization, template_for
+
+        template = template_for(0, cfg.template_mesh, cfg.template_landmarks, normalize=True)
+        echo_err(describe_normalization(template))
     if out is None:
         out = platform_home() / "datasets" / f"{preset}-{cfg.backend}-{config_hash(cfg)[:8]}"
+    out = user_path(out)
     if dry_run:
         typer.echo(json.dumps({"out": str(out), "generate": cfg.model_dump(mode="json")}, indent=2))
         return

@@ -28,8 +28,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_card(out: Path, config, config_hash: str, part_names: list[str], backend: dict) -> dict:
-    """Count, hash and describe the parts, then write `dataset.json` atomically (the last step)."""
+def write_card(out: Path, config, config_hash: str, part_names: list[str], backend: dict,
+               masks: dict | None = None) -> dict:  # fmt: skip
+    """Count, hash and describe the parts, then write `dataset.json` atomically (the last step).
+    `masks` describes the `mask` column (its "source" at least); None: the shards have none."""
     data_dir = out / "data"
     styles: Counter = Counter()
     views: Counter = Counter()
@@ -52,11 +54,22 @@ def write_card(out: Path, config, config_hash: str, part_names: list[str], backe
             "view_bin": {name: views.get(name, 0) for name in COARSE_VIEW_NAMES},
         },
         "shards": shards,
+        "template": template_identity(config),
+        "masks": masks,
         "config_hash": config_hash,
         "config": config.model_dump(mode="json"),
     }
     atomic_write_bytes(out / "dataset.json", (json.dumps(card, indent=2) + "\n").encode())
     return card
+
+
+def template_identity(config) -> dict | None:
+    """The user template mesh and landmarks files with their sha256; None for built-in busts."""
+    if not getattr(config, "template_mesh", None):
+        return None
+    from avatar_platform.pipelines.poses.template import template_digests
+
+    return template_digests(config.template_mesh, config.template_landmarks)
 
 
 def read_card(folder: Path) -> dict:
@@ -101,8 +114,18 @@ def format_card(folder: Path, card: dict) -> str:
         + ", ".join(f"{name} {count}" for name, count in card["counts"]["view_bin"].items()),
         f"styles       {len(card['counts']['style'])}: "
         + ", ".join(f"{name} {count}" for name, count in card["counts"]["style"].items()),
+        f"masks        {mask_summary(card)}",
     ]
     return "\n".join(lines)
+
+
+def mask_summary(card: dict) -> str:
+    """How the dataset's masks were made, or that it has none (written before masks)."""
+    masks = card.get("masks")
+    if not masks or not masks.get("source"):
+        return "none (written before masks; mask-aware training is off)"
+    extra = {k: v for k, v in masks.items() if k in ("dilation_px", "model")}
+    return masks["source"] + (" " + json.dumps(extra) if extra else "")
 
 
 def yaw_distance(a: float, b: float) -> float:

@@ -38,6 +38,11 @@ class GenerateConfig(StrictConfig):
     template_landmarks: str | None = Field(
         None, description="landmarks JSON of template_mesh (default: <mesh>.landmarks.json)"
     )
+    template_normalize: bool = Field(
+        False,
+        description="centre and scale template_mesh from its landmarks (ears or eyes) to the "
+        "built-in busts' size, head centre at the origin",
+    )
     camera: CameraConfig = Field(default_factory=CameraConfig)
     view_bins: ViewBinConfig = Field(default_factory=ViewBinConfig)
     prompts: PromptConfig = Field(default_factory=PromptConfig)

@@ -62,6 +62,12 @@ def config_hash(config: GenerateConfig) -> str:
         # a retrained LoRA in the same folder makes other images: not the same dataset
         weights = lora_weights(model_source(config.controlnet.lora, "LoRA weights"))
         text += file_digest(weights) if weights else ""
+    if config.template_mesh:
+        from avatar_platform.pipelines.poses.template import template_digests
+
+        # an edited mesh or landmarks file makes other images: not the same dataset
+        digests = template_digests(config.template_mesh, config.template_landmarks)
+        text += json.dumps(digests, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -73,9 +79,24 @@ def check_inputs(config: GenerateConfig) -> None:
 
     resolve_styles(config.styles)
     if config.template_mesh:
-        load_user_template(config.template_mesh, config.template_landmarks)
+        load_user_template(
+            config.template_mesh,
+            config.template_landmarks,
+            config.template_normalize,
+            config.camera,
+        )
     if config.backend == "controlnet":
         controlnet_identity(config.controlnet)  # raises for paths that do not exist
+        if config.controlnet.matting_model:
+            from avatar_platform.pipelines.datagen.matting import check_matting_model
+
+            check_matting_model(config.controlnet.matting_model)  # a non-model is refused here
+    elif config.controlnet.matting_model:
+        raise AvatarPlatformError(
+            f"a matting model ('{config.controlnet.matting_model}') refines the masks of the "
+            f"controlnet backend, and the backend is '{config.backend}' (its masks are exact)",
+            fix="add --backend controlnet, or drop --matting-model",
+        )
     elif config.controlnet.lora:
         raise AvatarPlatformError(
             f"a LoRA ('{config.controlnet.lora}') adapts Stable Diffusion, and the backend is "
@@ -218,6 +239,11 @@ def run_generate(
     """Generate (or finish) the dataset of `config` in `out`."""
     check_inputs(config)
     check_ray_address(ray_address)
+    if ray_address or os.environ.get("RAY_ADDRESS"):
+        from avatar_platform.core.ray_runtime import init_ray
+
+        # a cluster is joined before anything is written: one that times out leaves no _work/
+        init_ray(ray_address, min_cpus=config.workers + 2)
     out = ensure_writable_dir(out)
     card = out / "dataset.json"
     if card.exists():
@@ -253,7 +279,8 @@ def run_generate(
                 f"the dataset in '{out}' is incomplete ({missing} of {len(planned)} images missing)",
                 fix="re-run the same command to generate the missing images",
             )
-        write_card(out, config, config_hash(config), sorted(parts), make_backend_identity(config))
+        write_card(out, config, config_hash(config), sorted(parts), make_backend_identity(config),
+                   masks=mask_identity(config))  # fmt: skip
         shutil.rmtree(work, ignore_errors=True)
     return GenerateSummary(out, spec.num_rows, remaining.num_rows, seconds, len(done))
 
@@ -265,3 +292,26 @@ def make_backend_identity(config: GenerateConfig) -> dict:
     from avatar_platform.pipelines.datagen.controlnet_backend import controlnet_identity
 
     return controlnet_identity(config.controlnet)
+
+
+def mask_identity(config: GenerateConfig) -> dict:
+    """The card's `masks`: where the `mask` column comes from and how it is stored."""
+    out = {
+        "column": "mask",
+        "format": "PNG, mode L, the image's size; 255 = avatar, 0 = background",
+    }
+    if config.backend == "procedural":
+        from avatar_platform.pipelines.datagen.procedural_backend import MASK_SOURCE
+
+        return {"source": MASK_SOURCE, **out}
+    from avatar_platform.core.hub import model_source
+    from avatar_platform.pipelines.datagen.controlnet_backend import (
+        mask_source,
+        silhouette_dilation,
+    )
+
+    out = {"source": mask_source(config.controlnet), **out,
+           "dilation_px": silhouette_dilation(config.resolution)}  # fmt: skip
+    if config.controlnet.matting_model:
+        out["model"] = model_source(config.controlnet.matting_model, "matting model")
+    return out

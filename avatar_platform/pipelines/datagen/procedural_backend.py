@@ -12,13 +12,14 @@ import numpy as np
 from pydantic import Field
 
 from avatar_platform.core.config import StrictConfig
-from avatar_platform.pipelines.datagen.backend import ImageRequest
+from avatar_platform.pipelines.datagen.backend import ImageRequest, mask_from_bool
 from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_angles, split_camera
 from avatar_platform.pipelines.poses.conditioning import raycast
 from avatar_platform.pipelines.poses.template import PART_NAMES, template_for
 from avatar_platform.pipelines.prompts.prompts import attribute_catalog, style_catalog
 
-PROCEDURAL_VERSION = "procedural/1"
+PROCEDURAL_VERSION = "procedural/1"  # images unchanged by the masks
+MASK_SOURCE = "procedural-gbuffer"
 DEFAULT_PART_COLORS = {
     "skin": "#f1c9a5",
     "hair": "#5a3a22",
@@ -123,14 +124,40 @@ def _edges(gbuffer) -> np.ndarray:
 
 
 def pixelate(image: np.ndarray, block: int) -> np.ndarray:
-    """Average over block × block cells (voxel and pixel-art styles)."""
+    """Average over block × block cells (voxel and pixel-art styles); (R, R[, C]) arrays."""
     size = image.shape[0]
     cells = max(size // max(block, 1), 1)
-    crop = image[: cells * (size // cells), : cells * (size // cells)]
     step = size // cells
-    small = crop.reshape(cells, step, cells, step, 3).mean(axis=(1, 3))
+    crop = image[: cells * step, : cells * step]
+    tail = image.shape[2:]
+    small = crop.reshape(cells, step, cells, step, *tail).mean(axis=(1, 3))
     out = np.repeat(np.repeat(small, step, axis=0), step, axis=1)
-    return np.pad(out, ((0, size - out.shape[0]), (0, size - out.shape[1]), (0, 0)), mode="edge")
+    pad = ((0, size - out.shape[0]), (0, size - out.shape[1])) + ((0, 0),) * len(tail)
+    return np.pad(out, pad, mode="edge")
+
+
+def pixel_block(style: dict, resolution: int) -> int:
+    """The pixelation block of a style at `resolution` (0 = not pixelated)."""
+    return max(int(style["pixelate"] * resolution / 512), 2) if style.get("pixelate") else 0
+
+
+def silhouette(gbuffer, style: dict) -> np.ndarray:
+    """(R, R) bool: the pixels `shade` paints as the avatar rather than the background ramp.
+
+    That is the G-buffer foreground, plus for `outline` styles the contour pixels that `_edges`
+    marks just outside it (below / right of the figure): the ink line is drawn, and seen, as part
+    of the figure, so every pixel outside the mask is exactly the background.
+    """
+    out = gbuffer.mask.copy()
+    if style.get("outline"):
+        out |= _edges(gbuffer)
+    return out
+
+
+def pixelate_mask(foreground: np.ndarray, block: int) -> np.ndarray:
+    """A mask pixelated like its image: a block is foreground when at least half of it is (its
+    colour is then at least half the avatar's)."""
+    return pixelate(foreground.astype(np.float32), block) >= 0.5
 
 
 class ProceduralBackend:
@@ -143,23 +170,46 @@ class ProceduralBackend:
         camera: CameraConfig,
         template_mesh: str | None = None,
         template_landmarks: str | None = None,
+        template_normalize: bool = False,
     ):
         self.camera = camera
         self.template_mesh = template_mesh
         self.template_landmarks = template_landmarks
+        self.template_normalize = template_normalize
 
     def render(self, request: ImageRequest, resolution: int) -> np.ndarray:
-        template = template_for(request.avatar_seed, self.template_mesh, self.template_landmarks)
+        return self.render_masked(request, resolution)[0]
+
+    def render_masked(
+        self, request: ImageRequest, resolution: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(R, R, 3) uint8 image and its exact (R, R) uint8 mask (255 = avatar), both from the
+        one G-buffer rendered at the true pose (`render_yaw`, `render_pitch`)."""
+        template = template_for(
+            request.avatar_seed,
+            self.template_mesh,
+            self.template_landmarks,
+            self.template_normalize,
+        )
         camera = camera_from_angles(request.render_yaw, request.render_pitch, self.camera)
         style = style_catalog()[request.style].procedural
         gbuffer = raycast(template, camera, resolution)
         image = shade(gbuffer, camera, part_palette(style, request.attributes, request.seed), style)
-        if style.get("pixelate"):
-            image = pixelate(image, max(int(style["pixelate"] * resolution / 512), 2))
-        return (image * 255.0 + 0.5).astype(np.uint8)
+        foreground = silhouette(gbuffer, style)
+        block = pixel_block(style, resolution)
+        if block:
+            image = pixelate(image, block)
+            foreground = pixelate_mask(foreground, block)
+        return (image * 255.0 + 0.5).astype(np.uint8), mask_from_bool(foreground)
 
     def generate(self, requests: list[ImageRequest], resolution: int) -> list[np.ndarray]:
         return [self.render(request, resolution) for request in requests]
+
+    def generate_masked(
+        self, requests: list[ImageRequest], resolution: int
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        pairs = [self.render_masked(request, resolution) for request in requests]
+        return [image for image, _ in pairs], [mask for _, mask in pairs]
 
     def identity(self) -> dict:
         return {"backend": self.name, "renderer": PROCEDURAL_VERSION}

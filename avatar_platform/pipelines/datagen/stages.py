@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from avatar_platform.core.paths import atomic_write_bytes
-from avatar_platform.pipelines.datagen.backend import ImageRequest
+from avatar_platform.pipelines.datagen.backend import ImageRequest, mask_from_bool
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.poses.conditioning import render_conditions
 from avatar_platform.pipelines.poses.template import template_for
@@ -26,15 +26,23 @@ PART_PREFIX = "part-"
 
 
 def render_condition_batch(batch: dict[str, np.ndarray], config_json: str) -> dict:
-    """Add `openpose` and `depth` (B, R, R, 3) uint8 columns, rendered at the planned cameras."""
+    """Add `openpose` and `depth` (B, R, R, 3) uint8 columns, rendered at the planned cameras,
+    and `condition_mask` (B, R, R) uint8, the template's silhouette there (255 = foreground)."""
     config = GenerateConfig.model_validate_json(config_json)
-    openpose, depth = [], []
+    openpose, depth, silhouette = [], [], []
     for avatar_seed, camera in zip(batch["avatar_seed"], batch["camera"], strict=True):
-        template = template_for(int(avatar_seed), config.template_mesh, config.template_landmarks)
+        template = template_for(
+            int(avatar_seed),
+            config.template_mesh,
+            config.template_landmarks,
+            config.template_normalize,
+        )
         images = render_conditions(template, np.asarray(camera), config.resolution)
         openpose.append(images.openpose)
         depth.append(images.depth)
-    return {**batch, "openpose": np.stack(openpose), "depth": np.stack(depth)}
+        silhouette.append(mask_from_bool(images.mask))
+    return {**batch, "openpose": np.stack(openpose), "depth": np.stack(depth),
+            "condition_mask": np.stack(silhouette)}  # fmt: skip
 
 
 def make_backend(config: GenerateConfig, device: str | None = None):
@@ -42,7 +50,12 @@ def make_backend(config: GenerateConfig, device: str | None = None):
     if config.backend == "procedural":
         from avatar_platform.pipelines.datagen.procedural_backend import ProceduralBackend
 
-        return ProceduralBackend(config.camera, config.template_mesh, config.template_landmarks)
+        return ProceduralBackend(
+            config.camera,
+            config.template_mesh,
+            config.template_landmarks,
+            config.template_normalize,
+        )
     from avatar_platform.pipelines.datagen.controlnet_backend import ControlNetBackend
 
     return ControlNetBackend(config.controlnet, device=device)
@@ -61,13 +74,15 @@ def requests_from_batch(batch: dict[str, np.ndarray]) -> list[ImageRequest]:
             render_yaw=float(batch["true_yaw"][i]),
             render_pitch=float(batch["true_pitch"][i]),
             attributes=json.loads(str(batch["attributes"][i])),
+            mask=batch["condition_mask"][i] if "condition_mask" in batch else None,
         )
         for i in range(len(batch["sample_id"]))
     ]
 
 
 class ImageGenerator:
-    """Actor: loads the backend once, then turns batches of requests into `image` columns."""
+    """Actor: loads the backend once, then turns batches of requests into `image` and `mask`
+    columns ((B, R, R, 3) and (B, R, R) uint8)."""
 
     def __init__(self, config_json: str, cpu_threads: int = 1):
         self.config = GenerateConfig.model_validate_json(config_json)
@@ -80,11 +95,14 @@ class ImageGenerator:
         self.backend = make_backend(self.config)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict:
-        images = self.backend.generate(requests_from_batch(batch), self.config.resolution)
-        return {**batch, "image": np.stack(images)}
+        images, masks = self.backend.generate_masked(
+            requests_from_batch(batch), self.config.resolution
+        )
+        return {**batch, "image": np.stack(images), "mask": np.stack(masks)}
 
 
 def encode_png(image: np.ndarray) -> bytes:
+    """PNG of an (R, R, 3) uint8 image (RGB) or an (R, R) uint8 mask (mode "L")."""
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -114,6 +132,9 @@ DATASET_SCHEMA = pa.schema(
         ("true_pitch", pa.float32()),
         ("openpose_image", pa.binary()),
         ("depth_image", pa.binary()),
+        # the image's foreground: 1-channel PNG (mode "L"), 255 = avatar, 0 = background, the
+        # image's size; how it was made is the card's "masks.source"
+        ("mask", pa.binary()),
     ]
 )
 
@@ -154,6 +175,7 @@ def write_part(batch: dict[str, np.ndarray], data_dir: str, config_json: str) ->
         if config.save_conditions
         else empty,
         "depth_image": [encode_png(i) for i in batch["depth"]] if config.save_conditions else empty,
+        "mask": [encode_png(np.asarray(m, np.uint8)) for m in batch["mask"]],
     }
     table = pa.table(columns, schema=DATASET_SCHEMA)
     name = part_name(batch["index"], sample_ids)

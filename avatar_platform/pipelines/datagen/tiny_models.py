@@ -150,3 +150,31 @@ def write_tiny_pictures(folder: str | Path, count: int = 4, seed: int = 0) -> Pa
         ImageDraw.Draw(picture).ellipse((x, y, x + 24, y + 24), fill=(230, 120, 30))
         picture.save(folder / f"picture-{i:02d}.png")
     return folder
+
+
+def build_tiny_matting_model(folder: str | Path, seed: int = 0, size: int = 32) -> str:
+    """Write a tiny random-weight Segformer semantic-segmentation model (labels background,
+    foreground) and its image processor to `folder`: a stand-in for a real matting model that
+    `--matting-model` loads through transformers like the real one. Returns the folder."""
+    import torch
+    from transformers import (
+        SegformerConfig,
+        SegformerForSemanticSegmentation,
+        SegformerImageProcessor,
+    )
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    config = SegformerConfig(
+        num_encoder_blocks=2, depths=[1, 1], hidden_sizes=[8, 16], num_attention_heads=[1, 2],
+        sr_ratios=[2, 1], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
+        decoder_hidden_size=16, num_labels=2, id2label={0: "background", 1: "foreground"},
+        label2id={"background": 0, "foreground": 1},
+    )  # fmt: skip
+    model = SegformerForSemanticSegmentation(config).eval()
+    with torch.no_grad():  # initial logits are ~0 (p ≈ 0.5 everywhere): make decisions clear-cut
+        model.decode_head.classifier.weight.mul_(5000.0)
+    model.save_pretrained(folder)
+    processor = SegformerImageProcessor(size={"height": size, "width": size})
+    processor.save_pretrained(folder)
+    return str(folder)

@@ -8,6 +8,7 @@ landmarks JSON. Every face carries a part id (skin, hair, …) so the procedural
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import trimesh
 
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.pipelines.poses.camera import EG3D_FOCAL
 
 PART_NAMES = ("skin", "hair", "cloth", "eye", "accessory", "mouth")
 SKIN, HAIR, CLOTH, EYE, ACCESSORY, MOUTH = range(len(PART_NAMES))
@@ -224,13 +226,248 @@ def bust_for_seed(seed: int) -> AvatarTemplate:
     return build_bust(BustParams.sample(seed), template_id=f"bust-{seed}")
 
 
-def load_user_template(mesh_path: str | Path, landmarks_path: str | Path | None = None):
-    """A user mesh (GLB/OBJ/PLY) posed with its head centre at the origin, +y up, facing +z, and
-    a landmarks JSON (`{"nose": [x, y, z], …}`, COCO-18 names; default: `<mesh>.landmarks.json`)."""
-    mesh_path = Path(mesh_path)
-    landmarks_path = (
-        Path(landmarks_path) if landmarks_path else mesh_path.with_suffix(".landmarks.json")
+# --- checking user meshes against the cameras -------------------------------------------------
+# Sizes are relative to the default built-in bust (`reference_bust()`), the frame the cameras are
+# set up for: radius 2.7 and focal 4.2647 see ±0.32 around the head centre.
+MIN_SIZE, MAX_SIZE = 0.25, 2.5  # × the built-in bust's largest extent
+CAMERA_MARGIN = 0.5  # every vertex within this share of the camera radius of the look-at point
+ORIGIN_MARGIN = 0.1  # × the built-in bust's size: the origin lies inside the bounds grown by it
+HEAD_OFFSET = 0.5  # × the built-in bust's size: the nose lies this near the origin at most
+SURFACE_TOLERANCE = 0.04  # × the mesh's size: nose, eyes and ears lie on the surface
+JOINT_TOLERANCE = 0.25  # × the mesh's size: neck and shoulders lie inside the body, near it
+NORMALIZE_HINT = (
+    "or pass --template-normalize (template_normalize: true) to centre and scale it from its "
+    "ears or eyes"
+)
+
+
+@functools.cache
+def reference_bust() -> dict:
+    """Measures of the default built-in bust: the yardstick user meshes are checked against."""
+    bust = build_bust(BustParams())
+    marks = bust.landmarks
+    return {
+        "width": float(bust.mesh.extents[0]),
+        "size": float(bust.mesh.extents.max()),
+        "nose_offset": float(np.linalg.norm(marks["nose"])),
+        "ear_distance": float(np.linalg.norm(marks["left_ear"] - marks["right_ear"])),
+        "ear_midpoint": tuple((marks["left_ear"] + marks["right_ear"]) / 2),
+        "eye_distance": float(np.linalg.norm(marks["left_eye"] - marks["right_eye"])),
+        "eye_midpoint": tuple((marks["left_eye"] + marks["right_eye"]) / 2),
+    }
+
+
+def _fmt(values) -> str:
+    return "[" + ", ".join(f"{float(v):.3g}" for v in np.atleast_1d(values)) + "]"
+
+
+def _expected_units(ref: dict) -> str:
+    return (
+        f"a bust in the same units as the camera radius 2.7, about {ref['width']:.2f} units wide "
+        f"and {ref['size']:.2f} across, like the built-in busts (life-size in metres)"
     )
+
+
+def surface_distances(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
+    """(N,) distance of each point to the nearest point of the mesh surface (exact, no rtree)."""
+    triangles = mesh.triangles
+    low, high = triangles.min(axis=1), triangles.max(axis=1)
+    out = []
+    for point in np.asarray(points, dtype=np.float64):
+        bound = np.linalg.norm(mesh.vertices - point, axis=1).min()  # a vertex is that close
+        box = np.linalg.norm(np.maximum(np.maximum(low - point, point - high), 0.0), axis=1)
+        near = triangles[box <= bound + 1e-12]
+        closest = trimesh.triangles.closest_point(near, np.repeat(point[None], len(near), 0))
+        out.append(float(np.linalg.norm(closest - point, axis=1).min()))
+    return np.asarray(out)
+
+
+def _require_finite_landmarks(template: AvatarTemplate, source: str) -> None:
+    for name, point in template.landmarks.items():
+        if not np.all(np.isfinite(point)):
+            raise AvatarPlatformError(
+                f"landmark '{name}' of {source} is not a finite point ({_fmt(point)})",
+                expected="three finite numbers [x, y, z] per landmark",
+                fix="write the point's coordinates, or leave the landmark out",
+            )
+
+
+def check_landmarks(template: AvatarTemplate, source: str = "the template mesh") -> None:
+    """Landmarks are finite and lie on (nose, eyes, ears) or near (joints) the mesh surface,
+    within a share of the mesh's own size — i.e. in the mesh's units and coordinates."""
+    _require_finite_landmarks(template, source)
+    size = float(template.mesh.extents.max())
+    names = list(template.landmarks)
+    distances = surface_distances(template.mesh, np.stack([template.landmarks[n] for n in names]))
+    for name, distance in zip(names, distances, strict=True):
+        share = SURFACE_TOLERANCE if name in SURFACE_LANDMARKS else JOINT_TOLERANCE
+        if distance > share * size:
+            kind = "on" if name in SURFACE_LANDMARKS else "inside the body, near"
+            raise AvatarPlatformError(
+                f"landmark '{name}' {_fmt(template.landmarks[name])} of {source} lies "
+                f"{distance:.3g} units from the mesh surface, and the mesh is {size:.3g} across",
+                expected=f"'{name}' {kind} the surface (within {share * size:.3g}), in the mesh's "
+                "units and coordinates",
+                fix="write the landmarks in the mesh's units and origin (landmarks in centimetres "
+                "for a mesh in metres are 100× too far), or re-pick them on the exported mesh",
+            )
+
+
+def check_template(
+    template: AvatarTemplate, camera=None, source: str = "the template mesh"
+) -> None:
+    """Fail before any work when a user mesh does not fit the cameras: vertices finite, its size
+    near the built-in busts', the origin (the head centre) inside it, the nose near the origin,
+    landmarks on the surface; with `camera` (a CameraConfig), every vertex well inside its sphere.
+    """
+    ref = reference_bust()
+    mesh = template.mesh
+    if not np.all(np.isfinite(mesh.vertices)):
+        bad = int((~np.isfinite(mesh.vertices).all(axis=1)).sum())
+        raise AvatarPlatformError(
+            f"{bad} vertices of {source} are not finite (NaN or infinity)",
+            expected="a mesh with finite coordinates",
+            fix="repair or re-export the mesh",
+        )
+    _require_finite_landmarks(template, source)
+    low, high = mesh.bounds
+    size = float(mesh.extents.max())
+    bounds = f"bounds x {_fmt((low[0], high[0]))}, y {_fmt((low[1], high[1]))}, z " + _fmt(
+        (low[2], high[2])
+    )
+    if size > MAX_SIZE * ref["size"] or size < MIN_SIZE * ref["size"]:
+        large = size > MAX_SIZE * ref["size"]
+        radius, focal = (camera.radius, camera.focal) if camera else (2.7, EG3D_FOCAL)
+        raise AvatarPlatformError(
+            f"{source} is too {'large' if large else 'small'} for the cameras: it is {size:.3g} "
+            f"units across ({bounds}), the cameras sit {radius:.3g} from the head centre and see "
+            f"±{radius * 0.5 / focal:.2g} around it",
+            expected=f"{_expected_units(ref)}: {MIN_SIZE * ref['size']:.3g} to "
+            f"{MAX_SIZE * ref['size']:.3g} across",
+            fix=(
+                "scale the mesh down (one in centimetres by 0.01, in millimetres by 0.001), "
+                if large
+                else "scale the mesh up (one in kilometres by 1000), "
+            )
+            + NORMALIZE_HINT,
+        )
+    margin = ORIGIN_MARGIN * ref["size"]
+    if np.any(low > margin) or np.any(high < -margin):
+        centre = (low + high) / 2
+        raise AvatarPlatformError(
+            f"{source} is not centred on the origin: its {bounds} (centre {_fmt(centre)}, "
+            f"{np.linalg.norm(centre):.3g} units from the origin) do not hold the origin",
+            expected="the head centre at the origin (0, 0, 0), where every camera looks, +y up, "
+            "facing +z",
+            fix=f"move the mesh so that its head centre is at the origin, {NORMALIZE_HINT}",
+        )
+    if camera is not None:
+        look_at = np.asarray(camera.look_at, dtype=np.float64)
+        far = float(np.linalg.norm(mesh.vertices - look_at, axis=1).max())
+        if far > CAMERA_MARGIN * camera.radius:
+            raise AvatarPlatformError(
+                f"{source} reaches {far:.3g} units from the cameras' look-at point "
+                f"{_fmt(look_at)}, and the cameras sit at radius {camera.radius:.3g} from it",
+                expected=f"every vertex within {CAMERA_MARGIN * camera.radius:.3g} of the look-at "
+                f"point (half the camera radius); {_expected_units(ref)}",
+                fix=f"scale the mesh down or raise camera.radius, {NORMALIZE_HINT}",
+            )
+    check_landmarks(template, source)
+    nose = template.landmarks.get("nose")
+    if nose is not None and np.linalg.norm(nose) > HEAD_OFFSET * ref["size"]:
+        raise AvatarPlatformError(
+            f"the head is not at the origin: the nose of {source} is at {_fmt(nose)}, "
+            f"{np.linalg.norm(nose):.3g} units from it ({bounds})",
+            expected=f"the head centre at the origin (the built-in busts' nose is "
+            f"{ref['nose_offset']:.2f} from it; at most {HEAD_OFFSET * ref['size']:.3g})",
+            fix="move the mesh so that its head centre is at the origin (a bust exported standing "
+            f"on y = 0 sits too high), {NORMALIZE_HINT}",
+        )
+
+
+def normalize_template(template: AvatarTemplate, source: str = "the template mesh"):
+    """A copy of `template` scaled and moved so that its ears (else its eyes) are as far apart as
+    the built-in bust's and their midpoint lies where the built-in bust's does (the head centre
+    at the origin). `params["normalized"]` records the scale, the offset and the landmarks used:
+    new = scale · old + offset. The mesh must already be +y up and facing +z."""
+    ref = reference_bust()
+    marks = template.landmarks
+    pairs = [(feature, f"left_{feature}", f"right_{feature}") for feature in ("ear", "eye")]
+    usable = [
+        (feature, left, right)
+        for feature, left, right in pairs
+        if left in marks
+        and right in marks
+        and np.isfinite(np.linalg.norm(marks[left] - marks[right]))
+        and np.linalg.norm(marks[left] - marks[right]) > 0
+    ]
+    if not usable:
+        raise AvatarPlatformError(
+            f"--template-normalize needs both ears or both eyes in the landmarks of {source}",
+            expected="'left_ear' and 'right_ear' (or 'left_eye' and 'right_eye') points: their "
+            "distance sets the scale and their midpoint the head centre",
+            fix="add them to the landmarks JSON, or scale and move the mesh yourself",
+        )
+    feature, left, right = usable[0]
+    scale = ref[f"{feature}_distance"] / float(np.linalg.norm(marks[left] - marks[right]))
+    midpoint = (marks[left] + marks[right]) / 2
+    offset = np.asarray(ref[f"{feature}_midpoint"]) - scale * midpoint
+    mesh = template.mesh.copy()
+    mesh.apply_scale(scale)
+    mesh.apply_translation(offset)
+    landmarks = {name: scale * point + offset for name, point in marks.items()}
+    done = {"scale": scale, "offset": offset.tolist(), "from": f"{feature}s"}
+    params = {**template.params, "normalized": done}
+    return AvatarTemplate(mesh, template.face_parts, landmarks, template.template_id, params)
+
+
+def describe_normalization(template: AvatarTemplate) -> str:
+    """One line saying what `normalize_template` did (empty when it did not run)."""
+    done = template.params.get("normalized")
+    if not done:
+        return ""
+    return (
+        f"template mesh normalised from its {done['from']}: scaled by {done['scale']:.4g}, then "
+        f"moved by offset {_fmt(done['offset'])} (new = scale · old + offset)"
+    )
+
+
+def template_files(mesh_path: str | Path, landmarks_path: str | Path | None = None):
+    """(mesh, landmarks) paths of a user template; landmarks default to <mesh>.landmarks.json."""
+    mesh_path = Path(mesh_path)
+    if landmarks_path:
+        return mesh_path, Path(landmarks_path)
+    return mesh_path, mesh_path.with_suffix(".landmarks.json")
+
+
+def template_digests(mesh_path: str | Path, landmarks_path: str | Path | None = None) -> dict:
+    """{"mesh": {"file", "sha256"}, "landmarks": {...}} of a user template's files (sha256 of
+    their bytes, None for a file that is missing) — for the config hash and the dataset card."""
+    out = {}
+    for key, path in zip(("mesh", "landmarks"), template_files(mesh_path, landmarks_path),
+                         strict=True):  # fmt: skip
+        digest = None
+        if path.is_file():
+            sha = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    sha.update(chunk)
+            digest = sha.hexdigest()
+        out[key] = {"file": str(path), "sha256": digest}
+    return out
+
+
+def load_user_template(
+    mesh_path: str | Path,
+    landmarks_path: str | Path | None = None,
+    normalize: bool = False,
+    camera=None,
+) -> AvatarTemplate:
+    """A user mesh (GLB/OBJ/PLY) posed with its head centre at the origin, +y up, facing +z, and
+    a landmarks JSON (`{"nose": [x, y, z], …}`, COCO-18 names; default: `<mesh>.landmarks.json`),
+    in the units of the camera radius (see `check_template`). `normalize` centres and scales the
+    mesh from its landmarks first (`normalize_template`)."""
+    mesh_path, landmarks_path = template_files(mesh_path, landmarks_path)
     if not mesh_path.is_file():
         raise AvatarPlatformError(
             f"template mesh '{mesh_path}' does not exist",
@@ -273,18 +510,30 @@ def load_user_template(mesh_path: str | Path, landmarks_path: str | Path | None 
             expected=f"names among {', '.join(COCO18_NAMES)}, 'nose' included",
         )
     parts = np.full(len(loaded.faces), SKIN, np.uint8)
-    return AvatarTemplate(loaded, parts, landmarks, f"mesh-{mesh_path.stem}")
+    template = AvatarTemplate(loaded, parts, landmarks, f"mesh-{mesh_path.stem}")
+    source = f"the template mesh '{mesh_path}' (landmarks '{landmarks_path}')"
+    if normalize:
+        check_landmarks(template, source)  # in the mesh's units: they set the scale
+        template = normalize_template(template, source)
+    check_template(template, camera, source)
+    return template
 
 
 @functools.lru_cache(maxsize=4)
-def _user_template_cached(mesh_path: str, landmarks_path: str | None) -> AvatarTemplate:
-    return load_user_template(mesh_path, landmarks_path)
+def _user_template_cached(
+    mesh_path: str, landmarks_path: str | None, normalize: bool
+) -> AvatarTemplate:
+    return load_user_template(mesh_path, landmarks_path, normalize)
 
 
 def template_for(
-    avatar_seed: int, mesh_path: str | None = None, landmarks_path: str | None = None
+    avatar_seed: int,
+    mesh_path: str | None = None,
+    landmarks_path: str | None = None,
+    normalize: bool = False,
 ) -> AvatarTemplate:
-    """The template of one avatar: the user's mesh when given, else the seed's parametric bust."""
+    """The template of one avatar: the user's mesh when given (centred and scaled from its
+    landmarks with `normalize`), else the seed's parametric bust."""
     if mesh_path:
-        return _user_template_cached(str(mesh_path), landmarks_path)
+        return _user_template_cached(str(mesh_path), landmarks_path, bool(normalize))
     return bust_for_seed(int(avatar_seed))
