@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 export AVATAR_HOME
 
-.PHONY: install demo test lint format bench clean browser serve
+.PHONY: install demo test lint format bench clean browser serve gltf-validator
 
 # The venv is (re)built when the pins change; torch is named with the rest so pip cannot move it.
 $(STAMP): pyproject.toml constraints.txt
@@ -73,7 +73,18 @@ browser:
 		       "or set AVATAR_CHROMIUM to a Chromium binary"; exit 1; }; \
 	fi
 
-test: lint browser
+# The Khronos glTF validator (npm, the version pinned in tools/node/package-lock.json): every GLB
+# that `sample` and `serve` write is checked with it (tools/validate_gltf.mjs) in the test suite.
+GLTF_VALIDATOR := tools/node/node_modules/gltf-validator/package.json
+$(GLTF_VALIDATOR): tools/node/package.json tools/node/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm is needed for the glTF validator" \
+		"(apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix tools/node --no-audit --no-fund --loglevel=error
+	touch $(GLTF_VALIDATOR)
+
+gltf-validator: $(GLTF_VALIDATOR)
+
+test: lint browser gltf-validator
 	$(BIN)/pytest -q
 
 # the demo's champion behind Ray Serve: web page and API at http://127.0.0.1:8000/

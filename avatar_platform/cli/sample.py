@@ -9,6 +9,8 @@ import typer
 
 from avatar_platform.core.errors import AvatarPlatformError
 
+MESH_SMOOTH = 5  # = sampling.MESH_SMOOTH (not imported here: it imports torch)
+
 
 def parse_seeds(text: str) -> list[int]:
     """'0,1,5' or '0-7' (or a mix: '0-3,9') → seeds; negative or malformed is an error."""
@@ -59,7 +61,18 @@ def sample(
     mesh: bool = typer.Option(False, help="export a mesh per seed"),
     mesh_resolution: int = typer.Option(128, min=16, max=1024, help="marching-cubes grid side"),
     mesh_level: str = typer.Option(
-        "10", help="iso-level on the raw density (EG3D: 10), or 'auto' for early models"
+        "10",
+        help="iso-level on the raw density (EG3D: 10), or 'auto': where one ray step of the "
+        "renderer turns 50% opaque (early models: where 8% of the box is inside)",
+    ),
+    mesh_keep: str = typer.Option(
+        "largest", help="largest: only the largest connected piece | all: every piece"
+    ),
+    mesh_smooth: int = typer.Option(
+        MESH_SMOOTH, help="Taubin smoothing iterations (0: none; volume-preserving)"
+    ),
+    mesh_faces: int | None = typer.Option(
+        None, help="decimate to at most this many faces (default: no limit)"
     ),
     mesh_format: str = typer.Option("glb", help="glb | ply | obj"),
     out: Path = typer.Option(Path("samples"), help="output folder"),
@@ -81,8 +94,15 @@ def sample(
         ) from None
     if mesh_format not in ("glb", "ply", "obj"):
         raise AvatarPlatformError(f"--mesh-format '{mesh_format}'", expected="glb, ply or obj")
+    if mesh_keep not in ("largest", "all"):
+        raise AvatarPlatformError(f"--mesh-keep '{mesh_keep}'", expected="largest or all")
+    if mesh_smooth < 0:
+        raise AvatarPlatformError(f"--mesh-smooth {mesh_smooth}", expected="iterations >= 0")
+    if mesh_faces is not None and mesh_faces <= 0:
+        raise AvatarPlatformError(f"--mesh-faces {mesh_faces}", expected="a face budget >= 1")
+    cleanup = {"keep": mesh_keep, "smooth": mesh_smooth, "faces": mesh_faces}
 
-    from avatar_platform.core.paths import ensure_writable_dir
+    from avatar_platform.core.paths import ensure_writable_dir, user_model_spec, user_path
     from avatar_platform.pipelines.inference import sampling
     from avatar_platform.pipelines.inference.model_loading import (
         load_generator,
@@ -93,10 +113,15 @@ def sample(
     if image is not None:
         from avatar_platform.pipelines.inference.image_input import load_image
 
-        picture = load_image(image)  # a bad picture fails before any model is loaded
-    package = resolve_package_folder(model)
+        picture = load_image(user_path(image))  # a bad picture fails before any model is loaded
+    package = resolve_package_folder(user_model_spec(model))
     generator = load_generator(package)
-    out = ensure_writable_dir(out)
+    if picture is not None:
+        from avatar_platform.pipelines.inference.style_sampling import load_style_diffusion
+
+        # a model without a style diffusion fails before --out exists (loaded once: cached)
+        load_style_diffusion(package, str(next(generator.parameters()).device))
+    out = ensure_writable_dir(user_path(out))  # made only once everything it needs is there
     avatars = {f"seed{seed}": sampling.ws_for_seed(generator, seed, truncation)
                for seed in seed_list}  # fmt: skip
     if picture is not None:
@@ -114,14 +139,23 @@ def sample(
             frames_ = sampling.turntable(generator, ws, frames)
             typer.echo(f"turntable {sampling.write_gif(frames_, out / f'turntable-{name}.gif')}")
         if mesh:
-            result = sampling.mesh_for_ws(generator, ws, mesh_resolution, level)
+            result = sampling.mesh_for_ws(generator, ws, mesh_resolution, level, **cleanup)
             if len(result.faces) == 0:
                 print(f"warning: {name} has no surface at --mesh-level {mesh_level} "
                       "(an early model is thin): try --mesh-level auto", flush=True)  # fmt: skip
                 continue
             path = out / f"mesh-{name}.{mesh_format}"
             result.export(path)
-            typer.echo(f"mesh     {path} ({len(result.vertices)} vertices)")
+            rule = result.metadata.get("level_rule")
+            note = " (early model: no density reaches the opacity level)"
+            note = note if "fallback" in (rule or "") else ""
+            typer.echo(f"mesh     {path} ({len(result.vertices)} vertices, {len(result.faces)} "
+                       f"faces, level {result.metadata['level']:.3g}{note})")  # fmt: skip
+            from avatar_platform.pipelines.inference.mesh_preview import mesh_preview
+
+            # the mesh itself, rendered: front, ¾, left, back, right
+            preview = sampling.write_png(mesh_preview(result), out / f"mesh-{name}.png")
+            typer.echo(f"mesh view {preview}")
     if walk_pair:
         frames_ = sampling.latent_walk(generator, *walk_pair, frames, truncation, walk_space)
         path = out / f"walk-{walk_pair[0]}-{walk_pair[1]}-{walk_space}.gif"

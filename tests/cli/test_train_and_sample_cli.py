@@ -58,6 +58,9 @@ def test_sample_writes_views_turntable_walk_and_a_mesh(capsys, tiny_model, tmp_p
     assert len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
     assert np.abs(mesh.vertices).max() <= 0.5 + 1e-6  # inside the tri-plane box
     assert "mesh     " in stdout
+    preview = np.asarray(Image.open(out / "mesh-seed0.png"))  # the mesh rendered from 5 yaws
+    assert preview.shape == (256, 5 * 256, 3)
+    assert (preview < 250).any(axis=-1).mean() > 0.001  # something besides the white background
 
 
 def test_same_seed_same_views(capsys, tiny_model, tmp_path):

@@ -12,6 +12,9 @@ from avatar_platform.models.mesh import extract_mesh
 from avatar_platform.pipelines.training.samples import cameras, to_uint8
 
 FRONT = 0.0
+# Taubin iterations of every mesh by default (sample, the registry model, serve): on a step-like
+# density they halve the marching-cubes staircase's normal error (20° → 10°) and keep the volume
+MESH_SMOOTH = 5
 
 
 def latent(generator, seed: int) -> torch.Tensor:
@@ -89,9 +92,20 @@ def latent_walk(generator, seed_a: int, seed_b: int, frames: int, truncation_psi
     return out
 
 
+def ray_step(generator) -> float:
+    """The renderer's stratified depth-sample spacing (the δ of the "auto" mesh level)."""
+    cfg = generator.config
+    return (cfg.ray_end - cfg.ray_start) / cfg.depth_samples
+
+
 @torch.no_grad()
-def mesh_for_ws(generator, ws: torch.Tensor, resolution: int, level: float | None):
-    """Marching cubes on the avatar's density in the tri-plane box, coloured by the decoder."""
+def mesh_for_ws(generator, ws: torch.Tensor, resolution: int, level: float | str | None = "auto",
+                *, keep: str = "largest", smooth: int = MESH_SMOOTH,
+                faces: int | None = None):  # fmt: skip
+    """Marching cubes on the avatar's density in the tri-plane box, coloured by the decoder.
+
+    level: a raw density or "auto"/None (the opacity rule of models.mesh, with this generator's
+    ray step); keep, smooth, faces: models.mesh.extract_mesh's clean-up."""
     planes = generator.planes(ws)
 
     def density(points):
@@ -101,13 +115,16 @@ def mesh_for_ws(generator, ws: torch.Tensor, resolution: int, level: float | Non
         return generator.field(planes, points[None])[1][0, :, :3]
 
     box = generator.config.box_warp
-    return extract_mesh(density, resolution, box, level, border=1, color=color,
-                        device=ws.device)  # fmt: skip
+    return extract_mesh(density, resolution, box, level, color=color, device=ws.device,
+                        ray_step=ray_step(generator), keep=keep, smooth=smooth,
+                        faces=faces)  # fmt: skip
 
 
-def mesh_for_seed(generator, seed: int, resolution: int, level: float | None,
-                  truncation_psi: float):  # fmt: skip
-    return mesh_for_ws(generator, ws_for_seed(generator, seed, truncation_psi), resolution, level)
+def mesh_for_seed(generator, seed: int, resolution: int, level: float | str | None,
+                  truncation_psi: float, **cleanup):  # fmt: skip
+    """mesh_for_ws of a seed; `cleanup`: keep, smooth, faces."""
+    ws = ws_for_seed(generator, seed, truncation_psi)
+    return mesh_for_ws(generator, ws, resolution, level, **cleanup)
 
 
 def write_gif(frames: list[np.ndarray], path: Path | io.BytesIO, fps: int = 12):
