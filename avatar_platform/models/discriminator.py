@@ -1,7 +1,9 @@
 """EG3D's dual discriminator with the coarse-to-fine pose condition of StyleAvatar3D (METHOD.md §3).
 
-The discriminator sees the super-resolved image and the upsampled raw render (6 channels) and is
-conditioned on a pose label projected through a small mapping network. Label modes — the paper's
+The discriminator sees the super-resolved image and the upsampled raw render (6 channels), with
+`mask_channel` also the foreground mask (PanoHead's foreground-aware tri-discriminator: real masks
+for real images, the generator's opacity for fakes), and is conditioned on a pose label projected
+through a small mapping network. Label modes — the paper's
 ablation: `coarse-to-fine` (default), `fine`, `coarse`, `camera` (EG3D's 25 numbers) and `none`.
 """
 
@@ -98,6 +100,9 @@ class DiscriminatorConfig(StrictConfig):
     channel_max: int = Field(512, ge=4, description="channel cap")
     cmap_dim: int = Field(128, ge=1, description="size of the projected condition")
     mbstd_group_size: int = Field(4, ge=1, description="minibatch-stddev group")
+    mask_channel: bool = Field(
+        False, description="also judge the foreground mask (real) / the opacity (fake)"
+    )
     conditioning: PoseConditioningConfig = Field(default_factory=PoseConditioningConfig)
 
 
@@ -116,7 +121,8 @@ class DiscriminatorBlock(nn.Module):
 
 
 class DualDiscriminator(nn.Module):
-    """image (B, 3, R, R) + image_raw (B, 3, r, r) + label (B, label_dim) → logits (B, 1)."""
+    """image (B, 3, R, R) + image_raw (B, 3, r, r) [+ mask (B, 1, r', r') in [-1, 1]] + label
+    (B, label_dim) → logits (B, 1)."""
 
     def __init__(self, config: DiscriminatorConfig):
         super().__init__()
@@ -126,7 +132,7 @@ class DualDiscriminator(nn.Module):
             raise ValueError(f"img_resolution must be a power of two, got {res}")
         resolutions = [2**i for i in range(int(math.log2(res)), 2, -1)]
         channels = {r: min(config.channel_base // r, config.channel_max) for r in [*resolutions, 4]}
-        self.from_rgb = EqualConv2d(6, channels[res], 1)
+        self.from_rgb = EqualConv2d(7 if config.mask_channel else 6, channels[res], 1)
         self.blocks = nn.ModuleList(
             DiscriminatorBlock(channels[r], channels[r // 2]) for r in resolutions
         )
@@ -154,13 +160,23 @@ class DualDiscriminator(nn.Module):
         y = y.reshape(-1, 1, 1, 1).repeat(group, 1, height, width)
         return torch.cat([x, y], dim=1)
 
-    def forward(self, image: torch.Tensor, image_raw: torch.Tensor,
-                label: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def forward(self, image: torch.Tensor, image_raw: torch.Tensor, label: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         res = self.config.img_resolution
         if image.shape[1:] != (3, res, res):
             raise ValueError(f"image must be (B, 3, {res}, {res}), got {tuple(image.shape)}")
-        raw = F.interpolate(image_raw, size=(res, res), mode="bilinear", align_corners=False)
-        x = self.from_rgb(torch.cat([image, raw], dim=1))
+        if (mask is not None) != self.config.mask_channel:
+            raise ValueError(
+                "this discriminator judges a mask channel: pass mask (B, 1, r, r)"
+                if self.config.mask_channel
+                else "this discriminator has no mask channel (discriminator.mask_channel: false)"
+            )
+        inputs = [image, _to_size(image_raw, res)]
+        if mask is not None:
+            if mask.shape[1] != 1:
+                raise ValueError(f"mask must be (B, 1, r, r), got {tuple(mask.shape)}")
+            inputs.append(_to_size(mask, res))
+        x = self.from_rgb(torch.cat(inputs, dim=1))
         for block in self.blocks:
             x = block(x)
         x = self.conv(self._minibatch_std(x))
@@ -176,3 +192,9 @@ class DualDiscriminator(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | Path, name: str = "discriminator", map_location="cpu"):
         return load_module(cls, DiscriminatorConfig, Path(folder), name, map_location)
+
+
+def _to_size(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)

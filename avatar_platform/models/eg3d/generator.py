@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,7 @@ from torch import nn
 
 from avatar_platform.core.config import StrictConfig
 from avatar_platform.models.checkpoint import load_module, save_module
+from avatar_platform.models.eg3d.background import BackgroundGenerator, composite_over, resize
 from avatar_platform.models.eg3d.decoder import TriPlaneDecoder
 from avatar_platform.models.eg3d.layers import SynthesisNetwork
 from avatar_platform.models.eg3d.mapping import MappingNetwork
@@ -44,6 +46,15 @@ class GeneratorConfig(StrictConfig):
     ray_start: float = Field(2.25, gt=0, description="nearest depth sampled")
     ray_end: float = Field(3.3, gt=0, description="farthest depth sampled")
     box_warp: float = Field(1.0, gt=0, description="side of the cube the planes span")
+    background: Literal["none", "stylegan2"] = Field(
+        "none",
+        description="none: the volume paints the backdrop too; stylegan2: a 2D StyleGAN2 branch "
+        "renders it and the volume is composited over it (PanoHead), so the volume holds only "
+        "the avatar",
+    )
+    background_resolution: int = Field(32, ge=4, description="background network output side")
+    background_channel_base: int = Field(1024, ge=16, description="background channel base")
+    background_channel_max: int = Field(64, ge=4, description="background channel cap")
 
     @model_validator(mode="after")
     def _consistent(self) -> GeneratorConfig:
@@ -71,6 +82,16 @@ class TriPlaneGenerator(nn.Module):
             config.decoder_features, config.w_dim, config.sr_input_resolution,
             config.img_resolution, config.sr_channels,
         )  # fmt: skip
+        self.background = (
+            BackgroundGenerator(
+                config.w_dim,
+                config.background_resolution,
+                config.background_channel_base,
+                config.background_channel_max,
+            )  # fmt: skip
+            if config.background == "stylegan2"
+            else None
+        )
 
     # -- the parts -----------------------------------------------------------------------------
     def map(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:
@@ -100,7 +121,8 @@ class TriPlaneGenerator(nn.Module):
     def synthesis(self, ws: torch.Tensor, c: torch.Tensor, neural_rendering_resolution: int | None = None,
                   perturb: bool = False, generator: torch.Generator | None = None) -> dict:  # fmt: skip
         """Render ws at cameras c (B, 25). Returns `image` (B, 3, R, R) in [-1, 1]-ish,
-        `image_raw` (B, 3, r, r), `image_depth` (B, 1, r, r), `opacity` (B, 1, r, r)."""
+        `image_raw` (B, 3, r, r), `image_depth` (B, 1, r, r), `opacity` (B, 1, r, r), and with a
+        background network `background` (B, 3, R, R), what shows where the volume is empty."""
         cfg = self.config
         res = neural_rendering_resolution or cfg.neural_rendering_resolution
         _check_shape(c, (ws.shape[0], CAMERA_DIM), "camera")
@@ -113,15 +135,30 @@ class TriPlaneGenerator(nn.Module):
         )  # fmt: skip
         batch = ws.shape[0]
         feature_image = features.transpose(1, 2).reshape(batch, -1, res, res)
-        # decoder colours are in [0, 1]; images live in [-1, 1] like the dataset's
-        raw_rgb = feature_image[:, :3] * 2 - 1
-        image = self.superresolution(raw_rgb, feature_image, ws[:, -1])
-        return {
-            "image": image,
-            "image_raw": raw_rgb,
+        opacity = opacity.transpose(1, 2).reshape(batch, 1, res, res)
+        out = {
             "image_depth": depth.transpose(1, 2).reshape(batch, 1, res, res),
-            "opacity": opacity.transpose(1, 2).reshape(batch, 1, res, res),
+            "opacity": opacity,
         }
+        if self.background is None:
+            # decoder colours are in [0, 1]; images live in [-1, 1] like the dataset's
+            raw_rgb = feature_image[:, :3] * 2 - 1
+            image = self.superresolution(raw_rgb, feature_image, ws[:, -1])
+            return {"image": image, "image_raw": raw_rgb, **out}
+        # The super-resolution sees the volume's own (premultiplied) render and learns the avatar's
+        # colour from it; the background is composited at both resolutions by the opacity, which
+        # is exact at α = 0 (only the background) and α = 1 (none of it). Dividing the opacity out
+        # instead amplified the faint fog at the silhouette into coloured fringes.
+        raw_rgb = feature_image[:, :3] * 2 - 1
+        colour_rgb = feature_image[:, :3] / opacity.detach().clamp_min(1e-3) * 2 - 1
+        background = self.background(ws[:, -1])
+        size = cfg.img_resolution
+        out["image_raw"] = composite_over(colour_rgb.clamp(-1.002, 1.002), opacity,
+                                          resize(background, res))  # fmt: skip
+        out["image"] = composite_over(self.superresolution(raw_rgb, feature_image, ws[:, -1]),
+                                      resize(opacity, size), resize(background, size))  # fmt: skip
+        out["background"] = resize(background, size)
+        return out
 
     def forward(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0,
                 **render) -> dict:  # fmt: skip

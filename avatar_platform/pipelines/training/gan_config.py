@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from avatar_platform.core.config import StrictConfig
+from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.models.discriminator import DiscriminatorConfig
 from avatar_platform.models.eg3d.generator import GeneratorConfig
+from avatar_platform.pipelines.training.gan_augment import AugmentConfig
 
 
 class GanTrainingConfig(StrictConfig):
@@ -30,6 +34,14 @@ class GanTrainingConfig(StrictConfig):
     ema_kimg: float = Field(10.0, ge=0, description="G EMA half-life in kimg")
     camera_swap_prob: float = Field(0.5, ge=0, le=1, description="P(mapping sees another camera)")
     mirror: bool = Field(True, description="yaw-mirror augmentation (image and labels)")
+    masks: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="D judges the foreground mask: auto = when the dataset has masks (datasets "
+        "written before masks train without), on = required, off = never",
+    )
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="D augmentation (translation, cutout, colour)"
+    )
     mixed_precision: bool = Field(True, description="bf16 autocast on CUDA")
     seed: int = Field(0, ge=0, description="training seed")
     workers: int = Field(1, ge=1, description="Ray Train workers (DDP)")
@@ -52,3 +64,19 @@ class GanTrainingConfig(StrictConfig):
         if self.batch_size % self.workers:
             raise ValueError(f"batch_size {self.batch_size} must divide by workers {self.workers}")
         return self
+
+
+def with_dataset_masks(config: GanTrainingConfig, has_masks: bool) -> GanTrainingConfig:
+    """The config with `discriminator.mask_channel` decided by `masks` and the dataset."""
+    if config.masks == "on" and not has_masks:
+        raise AvatarPlatformError(
+            "gan.masks is 'on' but the dataset has no foreground masks (it was written before "
+            "masks, or its card names no mask source)",
+            expected="a dataset written by this version of avatar-platform generate",
+            fix="regenerate the dataset, or set gan.masks: auto (or off) to train without masks",
+        )
+    use = config.masks == "on" or (config.masks == "auto" and has_masks)
+    if use == config.discriminator.mask_channel:
+        return config
+    discriminator = config.discriminator.model_copy(update={"mask_channel": use})
+    return config.model_copy(update={"discriminator": discriminator})

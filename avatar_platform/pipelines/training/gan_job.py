@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-from avatar_platform.pipelines.training.gan_data import open_dataset, ray_dataset
+from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.core.paths import user_path
+from avatar_platform.core.tracking import ended_on_error
+from avatar_platform.pipelines.training.gan_config import GanTrainingConfig, with_dataset_masks
+from avatar_platform.pipelines.training.gan_data import dataset_has_masks, open_dataset, ray_dataset
 from avatar_platform.pipelines.training.gan_loop import train_gan_loop
-from avatar_platform.pipelines.training.ray_job import TrainSummary, fit, prepare, start_run
+from avatar_platform.pipelines.training.ray_job import (
+    TrainSummary,
+    describe_error,
+    fit,
+    prepare,
+    start_run,
+)
 
 EXPERIMENT = "train-gan"
 
@@ -20,22 +29,33 @@ def run_train_gan(config: GanTrainingConfig, data: Path, out: Path, *, resume: b
                   ray_address: str | None = None, track: bool = True,
                   max_failures: int = 2) -> TrainSummary:  # fmt: skip
     """Train (or continue training) the GAN on the dataset in `data`."""
+    data = user_path(data)  # shard paths reach Ray tasks, whose working folder is not ours
     card, files = open_dataset(data, config.generator.img_resolution, config.batch_size)
+    config = with_dataset_masks(config, dataset_has_masks(card, files))
+    masks = config.discriminator.mask_channel
     # room beyond the workers for Ray Data's decode tasks
     out, gpu = prepare(config, out, resume=resume, ray_address=ray_address, extra_cpus=2)
+    try:  # a small dataset is decoded here, once: an unreadable image fails before any worker
+        dataset = ray_dataset(files, config.generator.img_resolution, card["num_images"], masks)
+    except Exception as err:
+        raise AvatarPlatformError(
+            f"cannot read the dataset '{data}' ({describe_error(err)})",
+            fix="regenerate the dataset (avatar-platform dataset info --verify checks it)",
+        ) from None
     run_id = None
     if track:
         run_id = start_run(out, EXPERIMENT, f"gan-{out.name}", config,
-                           tags={"dataset": str(Path(data).resolve()), "output": str(out)},
+                           tags={"dataset": str(data), "output": str(out)},
                            extra_params={"dataset.num_images": card["num_images"]})  # fmt: skip
-    return fit(
-        train_gan_loop,
-        {"config": config.model_dump(mode="json")},
-        out=out,
-        workers=config.workers,
-        gpu=gpu,
-        steps=config.steps,
-        max_failures=max_failures,
-        run_id=run_id,
-        datasets={"train": ray_dataset(files, config.generator.img_resolution, card["num_images"])},
-    )
+    with ended_on_error(run_id):
+        return fit(
+            train_gan_loop,
+            {"config": config.model_dump(mode="json")},
+            out=out,
+            workers=config.workers,
+            gpu=gpu,
+            steps=config.steps,
+            max_failures=max_failures,
+            run_id=run_id,
+            datasets={"train": dataset},
+        )

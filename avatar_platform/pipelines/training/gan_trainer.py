@@ -3,6 +3,8 @@
 Per step (METHOD.md §2): G — non-saturating logistic loss through the pose-conditioned dual
 discriminator; every `density_reg_interval` steps the density L1 regulariser; D — logistic loss on
 real and fake, lazy R1 on both real inputs every `r1_interval` steps; then the G EMA.
+With `discriminator.mask_channel` D also judges the foreground mask (real) against the generator's
+opacity (fake); with `augment` D's inputs are augmented alike for real and fake (ADA).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from avatar_platform.models.discriminator import DualDiscriminator, pose_label
+from avatar_platform.models.eg3d.background import resize
 from avatar_platform.models.eg3d.generator import TriPlaneGenerator
+from avatar_platform.pipelines.training.gan_augment import adjust_p, augment
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
 from avatar_platform.pipelines.training.gan_losses import (
     average_gradients,
@@ -49,6 +53,8 @@ class GanTrainer:
         self.step = 0
         self.rng = torch.Generator().manual_seed(config.seed * 1000 + rank)
         self.autocast = config.mixed_precision and self.device.type == "cuda"
+        self.augment_p = config.augment.p if config.augment.mode != "off" else 0.0
+        self._real_signs: list[float] = []  # ADA: sign(D(real)) since the last adjustment
 
     @property
     def per_worker_batch(self) -> int:
@@ -61,18 +67,50 @@ class GanTrainer:
         cond = self.config.discriminator.conditioning
         return pose_label(yaw, pitch, camera, cond, self.rng).to(self.device)
 
+    def _d_inputs(self, image: torch.Tensor, raw: torch.Tensor, mask: torch.Tensor | None,
+                  sigma: float) -> tuple:  # fmt: skip
+        """What D sees: blurred (each at its own resolution), brought to D's resolution, then
+        augmented as one stack so that a sample's image, raw image and mask move together."""
+        size = image.shape[-1]
+        parts = [blur(image, sigma), resize(blur(raw, sigma), size)]
+        if mask is not None:
+            parts.append(resize(blur(mask, sigma), size))
+        if self.augment_p <= 0:
+            return (*parts[:2], parts[2] if mask is not None else None)
+        stacked = augment(torch.cat(parts, dim=1), self.augment_p, self.config.augment, 6,
+                          self.rng)  # fmt: skip
+        return stacked[:, :3], stacked[:, 3:6], stacked[:, 6:7] if mask is not None else None
+
+    def _real_mask(self, batch: dict, size: int) -> torch.Tensor | None:
+        """The dataset's foreground masks (B, 1, R, R) in [-1, 1], when D judges masks."""
+        if not self.config.discriminator.mask_channel:
+            return None
+        if batch.get("mask") is None:
+            raise ValueError(
+                "discriminator.mask_channel is on but the batch has no 'mask': train on a dataset "
+                "with masks (avatar-platform generate writes them) or set "
+                "discriminator.mask_channel: false"
+            )
+        mask = batch["mask"].to(self.device)
+        mask = mask.float() / 127.5 - 1.0 if mask.dtype == torch.uint8 else mask.float() * 2 - 1
+        return resize(mask, size)
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One G and one D update on `batch` (image (B, 3, R, R) in [-1, 1], yaw, pitch (B,),
-        camera (B, 25)); returns scalar metrics."""
+        """One G and one D update on `batch` (image (B, 3, R, R) in [-1, 1] or uint8, yaw, pitch
+        (B,), camera (B, 25), and with a mask channel mask (B, 1, R, R) uint8 or [0, 1]);
+        returns scalar metrics."""
         cfg, started = self.config, time.perf_counter()
         real = batch["image"].to(self.device)
         # datasets hold uint8; tests and in-memory callers may pass [-1, 1] floats
         real = real.float() / 127.5 - 1.0 if real.dtype == torch.uint8 else real.float()
+        real_mask = self._real_mask(batch, real.shape[-1])
         yaw = batch["yaw"].to(self.device, torch.float32)
         pitch = batch["pitch"].to(self.device, torch.float32)
         camera = batch["camera"].to(self.device, torch.float32)
         if cfg.mirror:
-            real, yaw, camera = mirror_augment(real, yaw, camera, self.rng)
+            both = real if real_mask is None else torch.cat([real, real_mask], dim=1)
+            both, yaw, camera = mirror_augment(both, yaw, camera, self.rng)
+            real, real_mask = both[:, :3], (None if real_mask is None else both[:, 3:])
         n = real.shape[0]
         kimg = self.step * cfg.batch_size / 1000.0
         sigma = blur_sigma(kimg, cfg.blur_sigma, cfg.blur_fade_kimg)
@@ -87,12 +125,16 @@ class GanTrainer:
         label_fake = self._label(yaw_gen, pitch_gen, c_gen)
         metrics: dict[str, float] = {}
 
+        def fake_mask(out: dict) -> torch.Tensor | None:
+            return out["opacity"] * 2 - 1 if real_mask is not None else None
+
         # -- G: fool D ------------------------------------------------------------------------
         self.D.requires_grad_(False)
         with self._amp():
             ws = self.G.map(z, c_map)
             fake = self.G.synthesis(ws, c_gen, perturb=True, generator=self.rng)
-            logits = self.D(blur(fake["image"], sigma), blur(fake["image_raw"], sigma), label_fake)
+            inputs = self._d_inputs(fake["image"], fake["image_raw"], fake_mask(fake), sigma)
+            logits = self.D(*inputs[:2], label_fake, inputs[2])
             loss_g = F.softplus(-logits).float().mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -112,23 +154,33 @@ class GanTrainer:
         # -- D: real vs fake ------------------------------------------------------------------
         real_raw = downsample(real, cfg.generator.neural_rendering_resolution)
         label_real = self._label(yaw, pitch, camera)
+        detached = {k: v.detach() for k, v in fake.items()}
+        fake_inputs = self._d_inputs(detached["image"], detached["image_raw"],
+                                     fake_mask(detached), sigma)  # fmt: skip
+        r1_due = cfg.r1_gamma > 0 and self.step % cfg.r1_interval == 0
+        # R1 is taken with respect to D's inputs before blur and augmentation (EG3D, ADA)
+        real_parts = [real, real_raw] + ([real_mask] if real_mask is not None else [])
+        if r1_due:
+            real_parts = [x.detach().requires_grad_(True) for x in real_parts]
         with self._amp():
-            logits_fake = self.D(blur(fake["image"].detach(), sigma),
-                                 blur(fake["image_raw"].detach(), sigma), label_fake)  # fmt: skip
-            logits_real = self.D(blur(real, sigma), blur(real_raw, sigma), label_real)
+            logits_fake = self.D(*fake_inputs[:2], label_fake, fake_inputs[2])
+            real_inputs = self._d_inputs(real_parts[0], real_parts[1],
+                                         real_parts[2] if real_mask is not None else None, sigma)  # fmt: skip
+            logits_real = self.D(*real_inputs[:2], label_real, real_inputs[2])
             loss_d = (
                 F.softplus(logits_fake).float().mean() + F.softplus(-logits_real).float().mean()
             )
         self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        if cfg.r1_gamma > 0 and self.step % cfg.r1_interval == 0:
-            image = blur(real, sigma).detach().requires_grad_(True)
-            raw = blur(real_raw, sigma).detach().requires_grad_(True)
-            penalty = r1_penalty(self.D(image, raw, label_real), [image, raw]).mean()
-            (penalty * (cfg.r1_gamma / 2) * cfg.r1_interval).backward()
+        if r1_due:
+            penalty = r1_penalty(logits_real, real_parts).mean()
+            loss_d_total = loss_d + penalty * (cfg.r1_gamma / 2) * cfg.r1_interval
             metrics["loss/r1"] = float(penalty.detach())
+        else:
+            loss_d_total = loss_d
+        loss_d_total.backward()
         average_gradients(self.D, self.world_size)
         self.opt_d.step()
+        self._adapt_augment(logits_real)
 
         ema_update(self.G_ema, self.G, ema_beta(cfg.batch_size, cfg.ema_kimg))
         self.step += 1
@@ -139,11 +191,32 @@ class GanTrainer:
             "D/real": float(logits_real.detach().float().mean()),
             "D/fake": float(logits_fake.detach().float().mean()),
             "blur_sigma": sigma,
+            "augment_p": self.augment_p,
             "kimg": self.step * cfg.batch_size / 1000.0,
             "images_per_second": cfg.batch_size / seconds,
             "seconds_per_kimg": seconds * 1000.0 / cfg.batch_size,
         })  # fmt: skip
         return metrics
+
+    def _adapt_augment(self, logits_real: torch.Tensor) -> None:
+        """ADA: every `augment.interval` steps move p by E[sign(D(real))] against the target
+        (averaged over the workers, so that every rank keeps the same p)."""
+        aug = self.config.augment
+        if aug.mode != "ada":
+            return
+        self._real_signs.append(float(torch.sign(logits_real.detach().float()).mean()))
+        if (self.step + 1) % aug.interval:
+            return
+        signs = torch.tensor(self._real_signs, dtype=torch.float64)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            signs = signs.to(self.device)
+            dist.all_reduce(signs)
+            signs = signs.cpu() / self.world_size
+        images = aug.interval * self.config.batch_size
+        self.augment_p = adjust_p(self.augment_p, float(signs.mean()), images, aug)
+        self._real_signs.clear()
 
     # -- state on disk -------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
@@ -159,6 +232,7 @@ class GanTrainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "rng": self.rng.get_state(),
+            "augment_p": self.augment_p,
         }
         torch.save(state, folder / "training_state.pt")
         config = {"kind": "styleavatar3d-gan", "step": self.step,
@@ -178,3 +252,4 @@ class GanTrainer:
         self.opt_d.load_state_dict(state["opt_d"])
         self.rng.set_state(state["rng"].cpu())
         self.step = int(state["step"])
+        self.augment_p = float(state.get("augment_p", self.augment_p))

@@ -1,0 +1,43 @@
+"""The 2D background of a tri-plane generator (PanoHead's design): a small StyleGAN2 synthesis
+network driven by the same w renders the backdrop, and the volume render is composited over it.
+
+Without it the only way to paint a dataset's coloured backdrop is density inside the tri-plane box,
+which is what made early meshes fill the box; with it the volume holds the avatar alone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avatar_platform.models.eg3d.layers import SynthesisNetwork
+
+
+class BackgroundGenerator(nn.Module):
+    """w (B, w_dim) → background (B, 3, r, r) in [-1, 1]-ish (no camera: a backdrop is 2D)."""
+
+    def __init__(self, w_dim: int, resolution: int, channel_base: int, channel_max: int):
+        super().__init__()
+        self.synthesis = SynthesisNetwork(w_dim, resolution, 3, channel_base, channel_max)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        ws = w[:, None].expand(-1, self.synthesis.num_ws, -1)
+        return self.synthesis(ws)
+
+
+def resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, r, r) → (B, C, size, size), bilinear (identity when the size already matches)."""
+    if image.shape[-1] == size:
+        return image
+    return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def composite_over(foreground: torch.Tensor, opacity: torch.Tensor,
+                   background: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """opacity · foreground + (1 − opacity) · background, every input at the same resolution.
+
+    foreground (B, 3, R, R) is an unpremultiplied colour, opacity (B, 1, R, R) in [0, 1]: a fully
+    opaque pixel shows no background at all, an empty one shows only the background.
+    """
+    return opacity * foreground + (1 - opacity) * background

@@ -1,0 +1,227 @@
+"""Fidelity against ground truth: today's GAN (`baseline`: the volume paints the backdrop, D sees
+no mask) against the foreground-aware one (`foreground`: a 2D background network, D judges the
+mask, augmented D), trained on the same data for the same steps, evaluated on what the procedural
+world knows to be true.
+
+Both arms are trained in this process, one segment after the other (the same batches in the same
+order, the same CPU), and each arm is evaluated at every point of `--steps`:
+- fid / kid: random-CNN features (relative numbers), G_ema at dataset cameras vs dataset images;
+- geometry: Chamfer distance between the mesh of each seed (the product's mesh: the opacity
+  level, border band, largest component) and the nearest dataset template bust;
+- largest_share: share of faces in the largest component of the raw mesh (marching cubes at the
+  same level with no border band, every piece kept, no smoothing);
+- border_faces: faces of that raw mesh within 2 voxels of the box border;
+- outside_volume: occupied volume outside the nearest template's bounding box (box units³);
+- silhouette_iou: G_ema's opacity vs the nearest template's mask, front / left / back / right.
+
+Arms checkpoint after every segment into --out; re-running the same command continues. Prints one
+JSON object per (arm, point) and appends it to OUT/results.jsonl. Usage:
+    .venv/bin/python bench/fidelity.py --data .avatar/demo/dataset --steps 100,200,300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+ARMS = {
+    "baseline": {"background": "none", "mask_channel": False, "augment": "off"},
+    "foreground": {"background": "stylegan2", "mask_channel": True, "augment": "ada"},
+}
+EVAL_SEEDS = (0, 1, 2, 3)
+EVAL_YAWS = (0.0, 90.0, 180.0, -90.0)
+MESH_RESOLUTION = 64
+
+
+def arm_config(base, arm: str, steps: int):
+    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+
+    spec = ARMS[arm]
+    data = base.model_dump()
+    data["generator"]["background"] = spec["background"]
+    data["discriminator"]["mask_channel"] = spec["mask_channel"]
+    data["augment"]["mode"] = spec["augment"]
+    data["steps"] = steps
+    return GanTrainingConfig.model_validate(data)
+
+
+def load_rows(data: Path, resolution: int) -> tuple[dict, dict]:
+    """Every dataset row decoded (images, masks, cameras) and the card."""
+    import pyarrow.parquet as pq
+
+    from avatar_platform.pipelines.datagen.card import read_card
+    from avatar_platform.pipelines.training.gan_data import decode_batch
+
+    card = read_card(data)
+    parts = []
+    for shard in card["shards"]:
+        table = pq.read_table(data / shard["file"])
+        columns = [
+            c for c in ("image", "yaw", "pitch", "camera", "mask") if c in table.column_names
+        ]
+        parts.append(decode_batch({c: table[c].to_pylist() for c in columns}, resolution))
+    rows = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    return rows, card
+
+
+def batches(rows: dict, batch_size: int, start_step: int, seed: int = 0):
+    """The same endless stream of batches for every arm: epoch e is permutation e of the rows."""
+    n = len(rows["image"])
+    per_epoch = n // batch_size
+    step = start_step
+    while True:
+        epoch, index = divmod(step, per_epoch)
+        order = np.random.default_rng(seed + epoch).permutation(n)
+        take = order[index * batch_size : (index + 1) * batch_size]
+        yield {key: torch.as_tensor(value[take]) for key, value in rows.items()}
+        step += 1
+
+
+@torch.no_grad()
+def evaluate(generator, rows: dict, card: dict, samples: int = 128) -> dict:
+    from avatar_platform.models.mesh import density_grid, extract_mesh
+    from avatar_platform.pipelines.datagen.config import GenerateConfig
+    from avatar_platform.pipelines.datagen.spec import plan
+    from avatar_platform.pipelines.evaluation.fid import (
+        frechet_distance,
+        generated_features,
+        kernel_inception_distance,
+        random_feature_extractor,
+        real_features,
+    )
+    from avatar_platform.pipelines.evaluation.geometry import (
+        border_faces,
+        largest_component_share,
+        nearest_template,
+        silhouette_iou,
+        volume_outside,
+    )
+    from avatar_platform.pipelines.inference.sampling import mesh_for_ws, ws_for_seed
+    from avatar_platform.pipelines.poses.conditioning import raycast
+    from avatar_platform.pipelines.poses.template import bust_for_seed
+    from avatar_platform.pipelines.training.samples import cameras
+
+    generator.eval()
+    extract = random_feature_extractor()
+    real = real_features(torch.as_tensor(rows["image"][:samples]).float() / 127.5 - 1.0, extract)
+    fake = generated_features(generator, torch.as_tensor(rows["camera"][:samples]), extract)
+    config = GenerateConfig.model_validate(card["config"])
+    seeds = sorted(set(plan(config)["avatar_seed"].to_pylist()))[:16]
+    templates = [bust_for_seed(s) for s in seeds]
+    box = generator.config.box_warp
+    res = generator.config.neural_rendering_resolution * 2
+    cams = cameras(EVAL_YAWS).float()
+    out = {"geometry": [], "largest_share": [], "border_faces": [], "outside_volume": [],
+           "silhouette_iou": []}  # fmt: skip
+    for seed in EVAL_SEEDS:
+        ws = ws_for_seed(generator, seed, 0.7)
+        mesh = mesh_for_ws(generator, ws, MESH_RESOLUTION, "auto")
+        planes = generator.planes(ws)
+
+        def density(points, planes=planes):
+            return generator.field(planes, points[None])[0][0, :, 0]
+
+        raw = extract_mesh(density, MESH_RESOLUTION, box, mesh.metadata["level"], border=0,
+                           keep="all")  # fmt: skip
+        best, error = nearest_template(mesh, [t.mesh for t in templates], box)
+        out["geometry"].append(error)
+        out["largest_share"].append(largest_component_share(raw))
+        out["border_faces"].append(border_faces(raw, box, MESH_RESOLUTION))
+        grid = density_grid(density, MESH_RESOLUTION, box)
+        low, high = templates[best].mesh.bounds
+        out["outside_volume"].append(volume_outside(grid > mesh.metadata["level"], box, low, high))
+        opacity = generator.synthesis(ws.expand(len(cams), -1, -1), cams,
+                                      neural_rendering_resolution=res)["opacity"]  # fmt: skip
+        for view, camera in enumerate(cams.numpy()):
+            truth = raycast(templates[best], camera.astype(np.float64), res).mask
+            out["silhouette_iou"].append(silhouette_iou(opacity[view, 0].numpy(), truth))
+    scores = {key: float(np.mean(values)) for key, values in out.items()}
+    scores["border_faces"] = int(sum(out["border_faces"]))
+    return {"fid": frechet_distance(real, fake), "kid": kernel_inception_distance(real, fake),
+            **scores}  # fmt: skip
+
+
+def write_views(generator, path: Path) -> None:
+    """Rows = seeds 0–3, columns = front, left, back, right (ψ = 0.7)."""
+    from avatar_platform.pipelines.inference.sampling import multiview_grid, write_png, ws_for_seed
+
+    avatars = [ws_for_seed(generator, seed, 0.7) for seed in EVAL_SEEDS]
+    write_png(multiview_grid(generator, avatars, len(EVAL_YAWS)), path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--steps", default="100,200,300", help="evaluation points (steps)")
+    parser.add_argument("--arms", default="baseline,foreground")
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--out", type=Path, default=Path(".avatar/bench/fidelity"))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from avatar_platform.core.config import resolve_config
+    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+
+    base = resolve_config(GanTrainingConfig, "gan", args.preset)
+    points = [int(s) for s in args.steps.split(",")]
+    arms = args.arms.split(",")
+    rows, card = load_rows(args.data, base.generator.img_resolution)
+    if "mask" not in rows and any(ARMS[a]["mask_channel"] for a in arms):
+        raise SystemExit(f"{args.data} has no masks: regenerate it with this version")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "results.jsonl"
+    done = set()
+    if results.exists():
+        done = {(r["arm"], r["step"]) for r in map(json.loads, results.read_text().splitlines())}
+    for arm in arms:
+        folder = args.out / arm
+        if (arm, 0) not in done:
+            trainer = GanTrainer(arm_config(base, arm, points[-1]))
+            record = {
+                "arm": arm,
+                "step": 0,
+                "train_seconds": 0.0,
+                **evaluate(trainer.G_ema, rows, card),
+            }
+            print(json.dumps(record), flush=True)
+            with results.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+    for point in points:
+        for arm in arms:
+            if (arm, point) in done:
+                continue
+            folder = args.out / arm
+            trainer = GanTrainer(arm_config(base, arm, points[-1]))
+            spent = 0.0
+            if (folder / "training_state.pt").exists():
+                trainer.load(folder)
+                spent = json.loads((folder / "bench.json").read_text())["train_seconds"]
+            stream = batches(rows, base.batch_size, trainer.step)
+            start = time.perf_counter()
+            while trainer.step < point:
+                metrics = trainer.train_step(next(stream))
+            spent += time.perf_counter() - start
+            trainer.save(folder)
+            (folder / "bench.json").write_text(json.dumps({"train_seconds": spent}))
+            write_views(trainer.G_ema, args.out / f"views-{arm}-step{trainer.step:05d}.png")
+            record = {"arm": arm, "step": trainer.step, "train_seconds": round(spent, 1),
+                      "augment_p": round(metrics.get("augment_p", 0.0), 3),
+                      **evaluate(trainer.G_ema, rows, card)}  # fmt: skip
+            print(json.dumps(record), flush=True)
+            with results.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
