@@ -51,6 +51,7 @@ demo: $(STAMP)
 	@echo "Look at: $(DEMO_OUT)/dataset/preview.png   (the dataset: styles x views)"
 	@echo "         $(DEMO_OUT)/samples/views.png      (the trained 3D GAN: seeds x views)"
 	@echo "         $(DEMO_OUT)/samples/turntable-seed0.gif, walk-0-1-w.gif, mesh-seed0.glb"
+	@echo "         $(DEMO_OUT)/samples/mesh-seed0.png   (that mesh, rendered from 5 sides)"
 	@echo "         $(DEMO_OUT)/diffusion/model/eval.png (held-out pictures | their avatars)"
 	@echo "         $(DEMO_OUT)/from-image/input.png, views.png (a picture -> 4 avatars)"
 	@echo "         $(DEMO_OUT)/served/avatar0-views.png, avatar0-mesh.glb (the same, served)"

@@ -17,7 +17,7 @@ from avatar_platform.cli import registry as registry_cli
 from avatar_platform.cli import sample as sample_cli
 from avatar_platform.cli import serve as serve_cli
 from avatar_platform.cli import train as train_cli
-from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.core.errors import AvatarPlatformError, caused_by_interrupt
 
 INTERRUPTED = 130  # the shell's exit code for a process stopped by SIGINT
 
@@ -53,21 +53,6 @@ def root(
     """StyleAvatar3D on Ray."""
 
 
-def _caused_by_interrupt(err: BaseException) -> bool:
-    """Whether a KeyboardInterrupt is among the causes or contexts of `err`."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [err]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        if isinstance(current, KeyboardInterrupt):
-            return True
-        seen.add(id(current))
-        todo += [current.__cause__, current.__context__]
-    return False
-
-
 def _usage_errors() -> tuple[type[Exception], ...]:
     """Click's exception class for usage errors, and typer's bundled copy of it (typer 0.29
     ships its own click, whose exceptions are not click's)."""
@@ -101,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, _usage_errors()):
             err.show()
             return err.exit_code
-        if not _caused_by_interrupt(err):
+        if not caused_by_interrupt(err):
             raise
         # a library's clean-up turned the Ctrl-C into its own error (Ray Data's executor
         # shutdown can): still an interrupt to the user

@@ -23,3 +23,19 @@ class AvatarPlatformError(Exception):
 
     def __reduce__(self):  # survives pickling through Ray
         return (type(self), (self.what, self.expected, self.fix))
+
+
+def caused_by_interrupt(err: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is `err` or among its causes and contexts (libraries such as
+    Ray Data wrap a Ctrl-C in errors of their own)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        todo += [current.__cause__, current.__context__]
+    return False

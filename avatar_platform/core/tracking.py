@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from avatar_platform.core.errors import caused_by_interrupt
 from avatar_platform.core.paths import platform_home
 
 # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; the value this process exported itself is
@@ -71,21 +72,6 @@ def reopen_run(run_id: str) -> str:
     return run_id
 
 
-def _interrupted(err: BaseException) -> bool:
-    """Whether a KeyboardInterrupt is `err` or among its causes and contexts."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [err]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        if isinstance(current, KeyboardInterrupt):
-            return True
-        seen.add(id(current))
-        todo += [current.__cause__, current.__context__]
-    return False
-
-
 @contextmanager
 def ended_on_error(run_id: str | None) -> Iterator[None]:
     """An MLflow run that the block finishes (the block ends it FINISHED itself) is ended
@@ -94,7 +80,7 @@ def ended_on_error(run_id: str | None) -> Iterator[None]:
         yield
     except BaseException as err:
         if run_id:
-            status = "KILLED" if _interrupted(err) else "FAILED"
+            status = "KILLED" if caused_by_interrupt(err) else "FAILED"
             # the store being down must not hide the error itself
             with suppress(Exception):
                 _client().set_terminated(run_id, status)
