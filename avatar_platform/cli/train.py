@@ -37,6 +37,12 @@ def gan(
         None, help="output folder (default: $AVATAR_HOME/runs/gan-<time>)"
     ),
     resume: bool = RESUME,
+    init: str | None = typer.Option(
+        None,
+        "--init",
+        help="start from this GAN's weights (folder, runs:/… or models:/…) with a fresh "
+        "optimiser and schedule: fine-tuning",
+    ),
     ray_address: str | None = RAY_ADDRESS,
     track: bool = TRACK,
     dry_run: bool = DRY_RUN,
@@ -48,7 +54,7 @@ def gan(
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.core.errors import AvatarPlatformError
-    from avatar_platform.core.paths import platform_home, user_path
+    from avatar_platform.core.paths import platform_home, user_model_spec, user_path
     from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
 
     overrides: dict = {"steps": steps, "batch_size": batch_size, "workers": workers,
@@ -61,15 +67,20 @@ def gan(
     # every path as the user meant it, from this folder: the workers run in other folders
     data = user_path(data)
     out = user_path(out or platform_home() / "runs" / time.strftime("gan-%Y%m%d-%H%M%S"))
+    init = user_model_spec(init) if init is not None else None
     if dry_run:
-        typer.echo(json.dumps({"out": str(out), "gan": cfg.model_dump(mode="json")}, indent=2))
+        shown = {"out": str(out), "init": init, "gan": cfg.model_dump(mode="json")}
+        typer.echo(json.dumps(shown, indent=2))
         return
 
     from avatar_platform.pipelines.training.gan_job import run_train_gan
 
     echo_err(f"training the GAN for {cfg.steps} steps (batch {cfg.batch_size}, "
              f"{cfg.workers} worker(s)) on {data} → {out}")  # fmt: skip
-    summary = run_train_gan(cfg, data, out, resume=resume, ray_address=ray_address, track=track)
+    if init is not None:
+        echo_err(f"starting from the weights of {init} (fresh optimiser and schedule)")
+    summary = run_train_gan(cfg, data, out, resume=resume, ray_address=ray_address, track=track,
+                            init=init)  # fmt: skip
     echo_err(f"done: step {summary.steps} in {summary.seconds:.0f} s")
     typer.echo(f"model    {summary.model}")
     if summary.run_id:

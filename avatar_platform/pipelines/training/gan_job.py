@@ -27,12 +27,18 @@ EXPERIMENT = "train-gan"
 
 def run_train_gan(config: GanTrainingConfig, data: Path, out: Path, *, resume: bool = False,
                   ray_address: str | None = None, track: bool = True,
-                  max_failures: int = 2) -> TrainSummary:  # fmt: skip
-    """Train (or continue training) the GAN on the dataset in `data`."""
+                  max_failures: int = 2, init: str | Path | None = None) -> TrainSummary:  # fmt: skip
+    """Train (or continue training) the GAN on the dataset in `data`; `init`: start from that
+    GAN's weights (a folder or an MLflow URI) with a fresh optimiser and schedule."""
     data = user_path(data)  # shard paths reach Ray tasks, whose working folder is not ours
     card, files = open_dataset(data, config.generator.img_resolution, config.batch_size)
     config = with_dataset_masks(config, dataset_has_masks(card, files))
     masks = config.discriminator.mask_channel
+    parent = None
+    if init is not None:  # checked here, once: a mismatch never reaches a worker
+        from avatar_platform.pipelines.training.gan_init import check_init
+
+        parent = check_init(init, config)
     # room beyond the workers for Ray Data's decode tasks
     out, gpu = prepare(config, out, resume=resume, ray_address=ray_address, extra_cpus=2)
     try:  # a small dataset is decoded here, once: an unreadable image fails before any worker
@@ -46,11 +52,16 @@ def run_train_gan(config: GanTrainingConfig, data: Path, out: Path, *, resume: b
     if track:
         run_id = start_run(out, EXPERIMENT, f"gan-{out.name}", config,
                            tags={"dataset": str(data), "output": str(out)},
-                           extra_params={"dataset.num_images": card["num_images"]})  # fmt: skip
+                           extra_params={"dataset.num_images": card["num_images"],
+                                         "init": str(init) if init is not None else "none"})  # fmt: skip
     with ended_on_error(run_id):
         return fit(
             train_gan_loop,
-            {"config": config.model_dump(mode="json")},
+            {
+                "config": config.model_dump(mode="json"),
+                "init": str(parent) if parent else None,
+                "init_label": str(init) if init is not None else None,
+            },
             out=out,
             workers=config.workers,
             gpu=gpu,

@@ -33,6 +33,10 @@ def train_gan_loop(loop_config: dict) -> None:
     rank, world, logger = worker_setup(loop_config)
     trainer = GanTrainer(config, ray.train.torch.get_device(), rank, world)
     resume_from_checkpoint(trainer, logger)
+    if trainer.step == 0 and loop_config.get("init"):  # not when a checkpoint continues the run
+        from avatar_platform.pipelines.training.gan_init import load_init
+
+        load_init(trainer, Path(loop_config["init"]), loop_config.get("init_label"))
     shard = ray.train.get_dataset_shard("train")
     fid = FidTracker(config.fid_samples if rank == 0 else 0)
     metrics: dict[str, float] = {}

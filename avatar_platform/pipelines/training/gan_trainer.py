@@ -55,6 +55,7 @@ class GanTrainer:
         self.autocast = config.mixed_precision and self.device.type == "cuda"
         self.augment_p = config.augment.p if config.augment.mode != "off" else 0.0
         self._real_signs: list[float] = []  # ADA: sign(D(real)) since the last adjustment
+        self.parent: str | None = None  # the model it started from (`train gan --init`)
 
     @property
     def per_worker_batch(self) -> int:
@@ -235,7 +236,7 @@ class GanTrainer:
             "augment_p": self.augment_p,
         }
         torch.save(state, folder / "training_state.pt")
-        config = {"kind": "styleavatar3d-gan", "step": self.step,
+        config = {"kind": "styleavatar3d-gan", "step": self.step, "parent": self.parent,
                   "training": self.config.model_dump(mode="json")}  # fmt: skip
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
@@ -253,3 +254,5 @@ class GanTrainer:
         self.rng.set_state(state["rng"].cpu())
         self.step = int(state["step"])
         self.augment_p = float(state.get("augment_p", self.augment_p))
+        if (folder / "config.json").is_file():
+            self.parent = json.loads((folder / "config.json").read_text()).get("parent")

@@ -157,3 +157,26 @@ def test_more_workers_than_the_cluster_holds(tiny_dataset, tmp_path):
     with pytest.raises(AvatarPlatformError, match=f"{cpus + 1} workers need"):
         run_train_gan(gan_config(workers=cpus + 1, batch_size=cpus + 1), tiny_dataset,
                       tmp_path / "run", track=False)  # fmt: skip
+
+
+def test_init_fine_tunes_a_parent_on_two_workers(two_worker_run, tiny_dataset, home):
+    from safetensors.torch import load_file
+
+    parent = two_worker_run.model
+    summary = run_train_gan(gan_config(workers=2, steps=1), tiny_dataset, home / "child",
+                            init=parent)  # fmt: skip
+    saved = json.loads((summary.model / "config.json").read_text())
+    assert saved["parent"] == str(parent) and saved["step"] == 1
+    assert _client().get_run(summary.run_id).data.params["init"] == str(parent)
+
+    def distance(a, b):
+        a, b = (
+            load_file(str(a / "generator_ema.safetensors")),
+            load_file(str(b / "generator_ema.safetensors")),
+        )
+        return sum(float((a[k] - b[k]).abs().mean()) for k in a) / len(a)
+
+    fresh = home / "fresh"
+    run_train_gan(gan_config(workers=2, steps=1, seed=5), tiny_dataset, fresh, track=False)
+    # one step from the parent's weights stays next to them; a fresh start is far away
+    assert distance(summary.model, parent) < 0.2 * distance(fresh / "model", parent)
