@@ -185,7 +185,6 @@ def main() -> None:
     if results.exists():
         done = {(r["arm"], r["step"]) for r in map(json.loads, results.read_text().splitlines())}
     for arm in arms:
-        folder = args.out / arm
         if (arm, 0) not in done:
             trainer = GanTrainer(arm_config(base, arm, points[-1]))
             record = {

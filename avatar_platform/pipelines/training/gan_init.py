@@ -23,11 +23,12 @@ def check_init(spec: str | Path, config: GanTrainingConfig) -> Path:
     a folder without all three networks, another architecture (naming the fields), damaged
     weights."""
     from avatar_platform.pipelines.inference.model_loading import (
+        MLFLOW_SCHEMES,
         is_diffusion_folder,
         resolve_package_folder,
     )
 
-    if str(spec).startswith(("runs:/", "models:/")) or Path(str(spec)).exists():
+    if str(spec).startswith(MLFLOW_SCHEMES) or Path(str(spec)).exists():
         folder = resolve_package_folder(spec)
     else:
         raise AvatarPlatformError(
@@ -66,18 +67,21 @@ def architecture_differences(folder: Path, config: GanTrainingConfig) -> list[st
     out = []
     ours = {"generator": config.generator.model_dump(mode="json"),
             "discriminator": config.discriminator.model_dump(mode="json")}  # fmt: skip
-    for section, name in (("generator", "generator_ema"), ("discriminator", "discriminator")):
-        parent = json.loads((folder / f"{name}.json").read_text()).get("config", {})
+    saved = {section: json.loads((folder / f"{name}.json").read_text()).get("config", {})
+             for section, name in (("generator", "generator_ema"),
+                                   ("discriminator", "discriminator"))}  # fmt: skip
+    for section, values in ours.items():
         # fields a parent written before them lacks take their defaults, as when it loads
-        parent = {**_defaults(section), **parent}
-        for key, value in sorted(ours[section].items()):
+        parent = {**_defaults(section), **saved[section]}
+        for key, value in sorted(values.items()):
             if key in D_NON_ARCHITECTURE and section == "discriminator":
                 continue
             if parent.get(key) != value:
                 out.append(f"{section}.{key}: parent {parent.get(key)!r}, this run {value!r}")
-    label = config.discriminator.conditioning.label_dim
-    parent_d = json.loads((folder / "discriminator.json").read_text()).get("config", {})
-    parent_label = _label_dim(parent_d)
+    label, parent_label = (
+        config.discriminator.conditioning.label_dim,
+        _label_dim(saved["discriminator"]),
+    )
     if parent_label != label:
         out.append(f"discriminator label size: parent {parent_label}, this run {label} "
                    "(--discriminator mode)")  # fmt: skip
