@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 AVATAR_HOME ?= $(CURDIR)/.avatar
 DEMO_OUT ?= $(AVATAR_HOME)/demo
 DEMO_PORT ?= 8765
+# the demo's GAN fine-tunes the shipped starter (starter:demo, trained by the same commands for
+# longer: avatar_platform/starters/demo/MODEL_CARD.md) on the freshly generated dataset
+DEMO_INIT ?= starter:demo
+DEMO_FINETUNE_STEPS ?= 200
 
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -23,11 +27,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# generate → train the GAN (skipped when its model exists: re-running the demo is cheap) → sample
+# generate → fine-tune the starter GAN (skipped when its model exists: re-running the demo is
+# cheap) → sample → style diffusion → registry → picture → avatars → serve
 demo: $(STAMP)
 	$(BIN)/avatar-platform generate --preset demo --out $(DEMO_OUT)/dataset
 	$(BIN)/avatar-platform dataset info $(DEMO_OUT)/dataset
 	test -d $(DEMO_OUT)/gan/model || $(BIN)/avatar-platform train gan --preset demo \
+		--init $(DEMO_INIT) --steps $(DEMO_FINETUNE_STEPS) \
 		--data $(DEMO_OUT)/dataset --out $(DEMO_OUT)/gan
 	$(BIN)/avatar-platform sample --model $(DEMO_OUT)/gan --seeds 0-3 --views 4 --frames 24 \
 		--walk 0,1 --mesh --mesh-level auto --out $(DEMO_OUT)/samples
@@ -48,13 +54,16 @@ demo: $(STAMP)
 		--out $(DEMO_OUT)/served; \
 	status=$$?; kill $$server; wait $$server; exit $$status
 	@echo ""
-	@echo "Look at: $(DEMO_OUT)/dataset/preview.png   (the dataset: styles x views)"
-	@echo "         $(DEMO_OUT)/samples/views.png      (the trained 3D GAN: seeds x views)"
-	@echo "         $(DEMO_OUT)/samples/turntable-seed0.gif, walk-0-1-w.gif, mesh-seed0.glb"
-	@echo "         $(DEMO_OUT)/samples/mesh-seed0.png   (that mesh, rendered from 5 sides)"
-	@echo "         $(DEMO_OUT)/diffusion/model/eval.png (held-out pictures | their avatars)"
-	@echo "         $(DEMO_OUT)/from-image/input.png, views.png (a picture -> 4 avatars)"
-	@echo "         $(DEMO_OUT)/served/avatar0-views.png, avatar0-mesh.glb (the same, served)"
+	@echo "Models:  $(DEMO_OUT)/gan        the 3D GAN: $(DEMO_INIT) fine-tuned $(DEMO_FINETUNE_STEPS) steps on the dataset"
+	@echo "         $(DEMO_OUT)/diffusion  the style diffusion on that GAN = models:/styleavatar3d@champion"
+	@echo "Look at: $(DEMO_OUT)/dataset/preview.png   (the dataset: styles x views; procedural, no model)"
+	@echo "         $(DEMO_OUT)/samples/views.png      (gan: seeds x views)"
+	@echo "         $(DEMO_OUT)/samples/turntable-seed0.gif, walk-0-1-w.gif, mesh-seed0.glb (gan)"
+	@echo "         $(DEMO_OUT)/samples/mesh-seed0.png   (gan: that mesh, rendered from 5 sides)"
+	@echo "         $(DEMO_OUT)/diffusion/model/eval.png (diffusion: held-out pictures | their avatars)"
+	@echo "         $(DEMO_OUT)/from-image/input.png, views.png (champion: a picture -> 4 avatars)"
+	@echo "         $(DEMO_OUT)/served/avatar0-views.png, avatar0-mesh.glb (champion, served)"
+	@echo "The starter alone: $(BIN)/avatar-platform sample --model $(DEMO_INIT) --seeds 0-3 --mesh"
 	@echo "Registry: $(BIN)/avatar-platform registry list"
 	@echo "Serve:   make serve   (then open http://127.0.0.1:8000/ and upload from-image/input.png)"
 	@echo "MLflow:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(AVATAR_HOME)/mlflow.db"

@@ -17,6 +17,11 @@ order, the same CPU), and each arm is evaluated at every point of `--steps`:
 Arms checkpoint after every segment into --out; re-running the same command continues. Prints one
 JSON object per (arm, point) and appends it to OUT/results.jsonl. Usage:
     .venv/bin/python bench/fidelity.py --data .avatar/demo/dataset --steps 100,200,300
+
+`--models NAME=SPEC,…` evaluates trained models instead (any `--model` value: a folder, an MLflow
+URI, `starter:demo`), with the same metrics, one JSON object each (and OUT/views-NAME.png):
+    .venv/bin/python bench/fidelity.py --data .avatar/demo/dataset \
+        --models starter=starter:demo,demo=.avatar/demo/gan --out .avatar/bench/models
 """
 
 from __future__ import annotations
@@ -57,16 +62,14 @@ def load_rows(data: Path, resolution: int) -> tuple[dict, dict]:
     """Every dataset row decoded (images, masks, cameras) and the card."""
     import pyarrow.parquet as pq
 
-    from avatar_platform.pipelines.datagen.card import read_card
+    from avatar_platform.formats.dataset_card import read_card
     from avatar_platform.pipelines.training.gan_data import decode_batch
 
     card = read_card(data)
     parts = []
     for shard in card["shards"]:
         table = pq.read_table(data / shard["file"])
-        columns = [
-            c for c in ("image", "yaw", "pitch", "camera", "mask") if c in table.column_names
-        ]
+        columns = [c for c in ("image", "yaw", "pitch", "camera", "mask") if c in table.column_names]
         parts.append(decode_batch({c: table[c].to_pylist() for c in columns}, resolution))
     rows = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     return rows, card
@@ -107,7 +110,7 @@ def evaluate(generator, rows: dict, card: dict, samples: int = 128) -> dict:
     from avatar_platform.pipelines.inference.sampling import mesh_for_ws, ws_for_seed
     from avatar_platform.pipelines.poses.conditioning import raycast
     from avatar_platform.pipelines.poses.template import bust_for_seed
-    from avatar_platform.pipelines.training.samples import cameras
+    from avatar_platform.pipelines.rendering import cameras
 
     generator.eval()
     extract = random_feature_extractor()
@@ -119,8 +122,13 @@ def evaluate(generator, rows: dict, card: dict, samples: int = 128) -> dict:
     box = generator.config.box_warp
     res = generator.config.neural_rendering_resolution * 2
     cams = cameras(EVAL_YAWS).float()
-    out = {"geometry": [], "largest_share": [], "border_faces": [], "outside_volume": [],
-           "silhouette_iou": []}  # fmt: skip
+    out = {
+        "geometry": [],
+        "largest_share": [],
+        "border_faces": [],
+        "outside_volume": [],
+        "silhouette_iou": [],
+    }
     for seed in EVAL_SEEDS:
         ws = ws_for_seed(generator, seed, 0.7)
         mesh = mesh_for_ws(generator, ws, MESH_RESOLUTION, "auto")
@@ -129,8 +137,7 @@ def evaluate(generator, rows: dict, card: dict, samples: int = 128) -> dict:
         def density(points, planes=planes):
             return generator.field(planes, points[None])[0][0, :, 0]
 
-        raw = extract_mesh(density, MESH_RESOLUTION, box, mesh.metadata["level"], border=0,
-                           keep="all")  # fmt: skip
+        raw = extract_mesh(density, MESH_RESOLUTION, box, mesh.metadata["level"], border=0, keep="all")
         best, error = nearest_template(mesh, [t.mesh for t in templates], box)
         out["geometry"].append(error)
         out["largest_share"].append(largest_component_share(raw))
@@ -138,15 +145,15 @@ def evaluate(generator, rows: dict, card: dict, samples: int = 128) -> dict:
         grid = density_grid(density, MESH_RESOLUTION, box)
         low, high = templates[best].mesh.bounds
         out["outside_volume"].append(volume_outside(grid > mesh.metadata["level"], box, low, high))
-        opacity = generator.synthesis(ws.expand(len(cams), -1, -1), cams,
-                                      neural_rendering_resolution=res)["opacity"]  # fmt: skip
+        opacity = generator.synthesis(ws.expand(len(cams), -1, -1), cams, neural_rendering_resolution=res)[
+            "opacity"
+        ]
         for view, camera in enumerate(cams.numpy()):
             truth = raycast(templates[best], camera.astype(np.float64), res).mask
             out["silhouette_iou"].append(silhouette_iou(opacity[view, 0].numpy(), truth))
     scores = {key: float(np.mean(values)) for key, values in out.items()}
     scores["border_faces"] = int(sum(out["border_faces"]))
-    return {"fid": frechet_distance(real, fake), "kid": kernel_inception_distance(real, fake),
-            **scores}  # fmt: skip
+    return {"fid": frechet_distance(real, fake), "kid": kernel_inception_distance(real, fake), **scores}
 
 
 def write_views(generator, path: Path) -> None:
@@ -157,6 +164,37 @@ def write_views(generator, path: Path) -> None:
     write_png(multiview_grid(generator, avatars, len(EVAL_YAWS)), path)
 
 
+def evaluate_models(args) -> None:
+    """One JSON object per trained model (G_ema), on the same rows and with the same metrics as
+    the arms; appended to OUT/models.jsonl."""
+    import platform
+
+    from avatar_platform.formats.model_folder import load_generator, resolve_model_folder
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, CPU only"
+    for item in args.models.split(","):
+        name, _, spec = item.partition("=")
+        generator = load_generator(spec)
+        rows, card = load_rows(args.data, generator.config.img_resolution)
+        start = time.perf_counter()
+        write_views(generator, args.out / f"views-{name}.png")
+        config = json.loads((resolve_model_folder(spec) / "config.json").read_text())
+        record = {
+            "model": name,
+            "spec": spec,
+            "step": config.get("step"),
+            **evaluate(generator, rows, card),
+            "data": str(args.data),
+            "eval_seconds": 0.0,
+            "machine": machine,
+        }
+        record["eval_seconds"] = round(time.perf_counter() - start, 1)
+        print(json.dumps(record), flush=True)
+        with (args.out / "models.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -165,9 +203,13 @@ def main() -> None:
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--out", type=Path, default=Path(".avatar/bench/fidelity"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--models", default=None, help="NAME=SPEC,…: evaluate these models")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.models:
+        evaluate_models(args)
+        return
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
@@ -187,12 +229,7 @@ def main() -> None:
     for arm in arms:
         if (arm, 0) not in done:
             trainer = GanTrainer(arm_config(base, arm, points[-1]))
-            record = {
-                "arm": arm,
-                "step": 0,
-                "train_seconds": 0.0,
-                **evaluate(trainer.G_ema, rows, card),
-            }
+            record = {"arm": arm, "step": 0, "train_seconds": 0.0, **evaluate(trainer.G_ema, rows, card)}
             print(json.dumps(record), flush=True)
             with results.open("a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -214,9 +251,13 @@ def main() -> None:
             trainer.save(folder)
             (folder / "bench.json").write_text(json.dumps({"train_seconds": spent}))
             write_views(trainer.G_ema, args.out / f"views-{arm}-step{trainer.step:05d}.png")
-            record = {"arm": arm, "step": trainer.step, "train_seconds": round(spent, 1),
-                      "augment_p": round(metrics.get("augment_p", 0.0), 3),
-                      **evaluate(trainer.G_ema, rows, card)}  # fmt: skip
+            record = {
+                "arm": arm,
+                "step": trainer.step,
+                "train_seconds": round(spent, 1),
+                "augment_p": round(metrics.get("augment_p", 0.0), 3),
+                **evaluate(trainer.G_ema, rows, card),
+            }
             print(json.dumps(record), flush=True)
             with results.open("a") as f:
                 f.write(json.dumps(record) + "\n")

@@ -31,17 +31,21 @@ def main() -> None:
     import torch
 
     from avatar_platform.core.config import resolve_config
-    from avatar_platform.pipelines.datagen.card import read_card
+    from avatar_platform.formats.dataset_card import read_card
     from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
     from avatar_platform.pipelines.training.gan_data import decode_batch
     from avatar_platform.pipelines.training.gan_trainer import GanTrainer
 
     config = resolve_config(GanTrainingConfig, "gan", args.preset)
     card = read_card(args.data)
-    tables = [pq.read_table(args.data / s["file"], columns=["image", "yaw", "pitch", "camera"])
-              for s in card["shards"]]  # fmt: skip
-    decoded = [decode_batch({c: t[c].to_pylist() for c in t.column_names},
-                            config.generator.img_resolution) for t in tables]  # fmt: skip
+    tables = [
+        pq.read_table(args.data / s["file"], columns=["image", "yaw", "pitch", "camera"])
+        for s in card["shards"]
+    ]
+    decoded = [
+        decode_batch({c: t[c].to_pylist() for c in t.column_names}, config.generator.img_resolution)
+        for t in tables
+    ]
     device = args.device
     data = {k: torch.cat([torch.as_tensor(d[k]) for d in decoded]).to(device) for k in decoded[0]}
     total = len(data["image"])
@@ -57,10 +61,14 @@ def main() -> None:
                 folder = Path(tmp) / f"step-{trainer.step:06d}"
                 trainer.G_ema.save_pretrained(folder, "generator_ema")
                 tar.add(folder, arcname=folder.name)
-                record = {"step": trainer.step, "seconds": time.perf_counter() - started,
-                          "images": trainer.step * config.batch_size,
-                          "loss_G": metrics["loss/G"], "loss_D": metrics["loss/D"],
-                          "device": torch.cuda.get_device_name() if device == "cuda" else device}  # fmt: skip
+                record = {
+                    "step": trainer.step,
+                    "seconds": time.perf_counter() - started,
+                    "images": trainer.step * config.batch_size,
+                    "loss_G": metrics["loss/G"],
+                    "loss_D": metrics["loss/D"],
+                    "device": torch.cuda.get_device_name() if device == "cuda" else device,
+                }
                 print(json.dumps(record), flush=True)
                 info = tarfile.TarInfo(f"{folder.name}/record.json")
                 payload = json.dumps(record).encode()

@@ -101,18 +101,26 @@ def main() -> None:
                 "ray-2-workers": run_ray(_config(backend, images, 2, tiny)),
             }
             for mode, run in runs.items():
-                run.update(backend=backend, mode=mode, machine=machine,
-                           images_per_second=run["images"] / run["seconds"])  # fmt: skip
+                run.update(
+                    backend=backend,
+                    mode=mode,
+                    machine=machine,
+                    images_per_second=run["images"] / run["seconds"],
+                )
                 print(json.dumps(run), flush=True)
             results[backend] = runs
     for backend, runs in results.items():
         rate = {mode: run["images_per_second"] for mode, run in runs.items()}
-        print(json.dumps({
-            "backend": backend,
-            "ray_1_worker_vs_loop": rate["ray-1-worker"] / rate["loop"],
-            "ray_2_workers_vs_loop": rate["ray-2-workers"] / rate["loop"],
-            "speedup_1_to_2_workers": rate["ray-2-workers"] / rate["ray-1-worker"],
-        }))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "backend": backend,
+                    "ray_1_worker_vs_loop": rate["ray-1-worker"] / rate["loop"],
+                    "ray_2_workers_vs_loop": rate["ray-2-workers"] / rate["loop"],
+                    "speedup_1_to_2_workers": rate["ray-2-workers"] / rate["ray-1-worker"],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

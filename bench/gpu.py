@@ -36,9 +36,7 @@ def _batch(config, batch_size: int, device):
     rng = np.random.default_rng(0)
     yaw = rng.uniform(-180, 180, batch_size).astype(np.float32)
     pitch = rng.uniform(-20, 20, batch_size).astype(np.float32)
-    cameras = np.stack(
-        [camera_from_angles(y, p, CameraConfig()) for y, p in zip(yaw, pitch, strict=True)]
-    )
+    cameras = np.stack([camera_from_angles(y, p, CameraConfig()) for y, p in zip(yaw, pitch, strict=True)])
     res = config.generator.img_resolution
     images = rng.integers(0, 256, (batch_size, 3, res, res), dtype=np.uint8)
     return {
@@ -76,9 +74,17 @@ def gan(paper_batches: list[int], device_name: str) -> None:
         torch.cuda.synchronize()
         rate = steps * batch_size / (time.perf_counter() - start)
         finite = all(torch.isfinite(torch.tensor(list(m.values()))).all() for m in losses)
-        _emit(part="gan", preset=preset, batch=batch_size, precision="bf16" if amp else "fp32",
-              images_per_second=rate, seconds_per_kimg=1000 / rate, finite_losses=bool(finite),
-              peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30, device=device_name)  # fmt: skip
+        _emit(
+            part="gan",
+            preset=preset,
+            batch=batch_size,
+            precision="bf16" if amp else "fp32",
+            images_per_second=rate,
+            seconds_per_kimg=1000 / rate,
+            finite_losses=bool(finite),
+            peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30,
+            device=device_name,
+        )
         del trainer
         torch.cuda.empty_cache()
 
@@ -92,29 +98,34 @@ def controlnet(sd15: bool, device_name: str) -> None:
         ControlNetBackend,
         ControlNetBackendConfig,
     )
-    from avatar_platform.pipelines.datagen.tiny_models import (
-        SD15,
-        TINY,
-        build_random_stable_diffusion,
-    )
+    from avatar_platform.pipelines.datagen.tiny_models import SD15, TINY, build_random_stable_diffusion
 
     def requests(n: int, res: int) -> list[ImageRequest]:
         rng = np.random.default_rng(1)
-        return [ImageRequest(prompt=f"a pixar character, view {i}", negative_prompt="blurry",
-                             seed=100 + i, openpose=rng.integers(0, 256, (res, res, 3), np.uint8),
-                             depth=rng.integers(0, 256, (res, res, 3), np.uint8), style="pixar",
-                             avatar_seed=i, render_yaw=0.0, render_pitch=0.0)
-                for i in range(n)]  # fmt: skip
+        return [
+            ImageRequest(
+                prompt=f"a pixar character, view {i}",
+                negative_prompt="blurry",
+                seed=100 + i,
+                openpose=rng.integers(0, 256, (res, res, 3), np.uint8),
+                depth=rng.integers(0, 256, (res, res, 3), np.uint8),
+                style="pixar",
+                avatar_seed=i,
+                render_yaw=0.0,
+                render_pitch=0.0,
+            )
+            for i in range(n)
+        ]
 
     shapes = [("tiny", TINY, 64, 8, 4)] + ([("sd15", SD15, 512, 20, 8)] if sd15 else [])
     with tempfile.TemporaryDirectory() as tmp:
         for name, spec, res, steps, batch in shapes:
             start = time.perf_counter()
-            paths = build_random_stable_diffusion(Path(tmp) / name, spec, name,
-                                                  dtype=torch.float16)  # fmt: skip
+            paths = build_random_stable_diffusion(Path(tmp) / name, spec, name, dtype=torch.float16)
             built = time.perf_counter() - start
-            config = ControlNetBackendConfig(**paths, steps=steps, batch_size=batch,
-                                             guidance="hybrid", scheduler="unipc")  # fmt: skip
+            config = ControlNetBackendConfig(
+                **paths, steps=steps, batch_size=batch, guidance="hybrid", scheduler="unipc"
+            )
             start = time.perf_counter()
             backend = ControlNetBackend(config)
             loaded = time.perf_counter() - start
@@ -125,14 +136,23 @@ def controlnet(sd15: bool, device_name: str) -> None:
             torch.cuda.synchronize()
             seconds = time.perf_counter() - start
             again = backend.generate(requests(1, res), res)[0]
-            _emit(part="controlnet", model=name, resolution=res, steps=steps, batch=batch,
-                  dtype=backend.identity()["dtype"], images_per_second=2 * batch / seconds,
-                  seconds_per_image=seconds / (2 * batch), build_seconds=built,
-                  load_seconds=loaded, all_images_finite=bool(all(np.isfinite(i).all() for i in images)),
-                  images_differ=bool(not np.array_equal(images[0], images[1])),
-                  # the same seed alone vs in a batch: fp16 kernels differ by batch size on GPU
-                  seeded_mean_abs_diff=float(np.abs(images[0].astype(float) - again).mean()),
-                  device=device_name)  # fmt: skip
+            _emit(
+                part="controlnet",
+                model=name,
+                resolution=res,
+                steps=steps,
+                batch=batch,
+                dtype=backend.identity()["dtype"],
+                images_per_second=2 * batch / seconds,
+                seconds_per_image=seconds / (2 * batch),
+                build_seconds=built,
+                load_seconds=loaded,
+                all_images_finite=bool(all(np.isfinite(i).all() for i in images)),
+                images_differ=bool(not np.array_equal(images[0], images[1])),
+                # the same seed alone vs in a batch: fp16 kernels differ by batch size on GPU
+                seeded_mean_abs_diff=float(np.abs(images[0].astype(float) - again).mean()),
+                device=device_name,
+            )
             del backend
             torch.cuda.empty_cache()
 
@@ -156,15 +176,19 @@ def diffusion(device_name: str, presets: tuple[str, ...] = ("demo", "paper")) ->
             TriPlaneGenerator(gan.generator).save_pretrained(folder / "g", "generator_ema")
             overrides: dict = {"w_stats_samples": 256, "pair_pool": 0}
             if preset == "paper":
-                clip = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                                        num_attention_heads=16, image_size=224, patch_size=14,
-                                        projection_dim=768)  # fmt: skip
+                clip = CLIPVisionConfig(
+                    hidden_size=1024,
+                    intermediate_size=4096,
+                    num_hidden_layers=24,
+                    num_attention_heads=16,
+                    image_size=224,
+                    patch_size=14,
+                    projection_dim=768,
+                )
                 CLIPVisionModelWithProjection(clip).save_pretrained(folder / "clip")
                 overrides["encoder"] = {"clip_model": str(folder / "clip")}
                 overrides["batch_size"] = 32  # per GPU: the preset is 256 over 8 GPUs
-            config = resolve_config(
-                DiffusionTrainingConfig, "diffusion", preset, overrides=overrides
-            )
+            config = resolve_config(DiffusionTrainingConfig, "diffusion", preset, overrides=overrides)
             torch.cuda.reset_peak_memory_stats()
             trainer = DiffusionTrainer(config, folder / "g", device="cuda")
             losses = [trainer.train_step()["loss"] for _ in range(2)]
@@ -179,13 +203,18 @@ def diffusion(device_name: str, presets: tuple[str, ...] = ("demo", "paper")) ->
             start = time.perf_counter()
             trainer.evaluate(w, images)  # one image → w (DDIM) → frontal render, + the baseline
             torch.cuda.synchronize()
-            _emit(part="diffusion", preset=preset, batch=config.batch_size,
-                  seconds_per_step=step, pairs_per_second=config.batch_size / step,
-                  image_to_avatar_seconds=time.perf_counter() - start,
-                  inference_steps=config.schedule.inference_steps,
-                  finite_losses=bool(torch.isfinite(torch.tensor(losses)).all()),
-                  peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30,
-                  device=device_name)  # fmt: skip
+            _emit(
+                part="diffusion",
+                preset=preset,
+                batch=config.batch_size,
+                seconds_per_step=step,
+                pairs_per_second=config.batch_size / step,
+                image_to_avatar_seconds=time.perf_counter() - start,
+                inference_steps=config.schedule.inference_steps,
+                finite_losses=bool(torch.isfinite(torch.tensor(losses)).all()),
+                peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30,
+                device=device_name,
+            )
             del trainer
             torch.cuda.empty_cache()
 

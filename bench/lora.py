@@ -46,12 +46,18 @@ def measure(config, pictures: Path, device: str, steps: int, warmup: int) -> dic
     with tempfile.TemporaryDirectory() as folder:
         trainer.save(Path(folder))
         adapter = (Path(folder) / "pytorch_lora_weights.safetensors").stat().st_size
-    record = {"resolution": config.resolution, "rank": config.rank, "batch": config.batch_size,
-              "precision": "fp16 base + fp32 adapter" if trainer.fp16 else "fp32",
-              "steps": steps, "steps_per_second": steps / seconds,
-              "images_per_second": steps * config.batch_size / seconds,
-              "final_loss": metrics["loss"], "adapter_bytes": adapter,
-              "trainable_parameters": sum(p.numel() for p in trainer.params)}  # fmt: skip
+    record = {
+        "resolution": config.resolution,
+        "rank": config.rank,
+        "batch": config.batch_size,
+        "precision": "fp16 base + fp32 adapter" if trainer.fp16 else "fp32",
+        "steps": steps,
+        "steps_per_second": steps / seconds,
+        "images_per_second": steps * config.batch_size / seconds,
+        "final_loss": metrics["loss"],
+        "adapter_bytes": adapter,
+        "trainable_parameters": sum(p.numel() for p in trainer.params),
+    }
     if cuda:
         record["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
         started = time.perf_counter()
@@ -92,21 +98,35 @@ def main() -> None:
             runs = [("tiny", tiny, "tiny", {}, os.cpu_count())] if device == "cuda" else []
             started = time.perf_counter()
             sd15 = tiny_models.build_random_stable_diffusion(
-                Path(root) / "models", tiny_models.SD15, "sd15", dtype=torch.float16,
-                controlnets=False,
-            )["sd_model"]  # fmt: skip
+                Path(root) / "models", tiny_models.SD15, "sd15", dtype=torch.float16, controlnets=False
+            )["sd_model"]
             print(json.dumps({"what": "sd15-build", "seconds": time.perf_counter() - started}))
-            runs += [("sd15-shapes", sd15, "paper", {"batch_size": int(b)}, os.cpu_count())
-                     for b in args.batches.split(",")]  # fmt: skip
+            runs += [
+                ("sd15-shapes", sd15, "paper", {"batch_size": int(b)}, os.cpu_count())
+                for b in args.batches.split(",")
+            ]
         for model, base, preset, overrides, threads in runs:
-            config = resolve_config(LoraTrainingConfig, "lora", preset,
-                                    overrides={"base": base, "token": "zorb", **overrides})  # fmt: skip
+            config = resolve_config(
+                LoraTrainingConfig, "lora", preset, overrides={"base": base, "token": "zorb", **overrides}
+            )
             torch.set_num_threads(int(threads))
             steps = args.steps or (20 if model == "sd15-shapes" else 50)
             record = measure(config, pictures, device, steps, args.warmup)
-            print(json.dumps({"what": "lora-train", "model": model, "preset": preset,
-                              "device": device, "threads": int(threads), **record,
-                              "machine": name, "torch": torch.__version__}), flush=True)  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "what": "lora-train",
+                        "model": model,
+                        "preset": preset,
+                        "device": device,
+                        "threads": int(threads),
+                        **record,
+                        "machine": name,
+                        "torch": torch.__version__,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

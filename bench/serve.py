@@ -51,8 +51,17 @@ def in_process(model_folder: Path, views: int, requests: int, threads: int) -> d
     model = load_model(model_folder, device="cpu")
     latencies = []
     for seed in range(requests + 2):
-        job = AvatarJob(seed=seed, image=None, views=views, resolution=None, mesh=False,
-                        mesh_resolution=16, turntable=False, frames=2, truncation=0.7)  # fmt: skip
+        job = AvatarJob(
+            seed=seed,
+            image=None,
+            views=views,
+            resolution=None,
+            mesh=False,
+            mesh_resolution=16,
+            turntable=False,
+            frames=2,
+            truncation=0.7,
+        )
         started = time.perf_counter()
         render_jobs(model, [job])
         if seed >= 2:  # two warm-up calls
@@ -65,8 +74,9 @@ def load(url: str, views: int, requests: int, concurrency: int) -> dict:
 
     def one(seed: int) -> float:
         started = time.perf_counter()
-        response = http.post(f"{url}/v1/avatars", timeout=300,
-                             json={"seeds": [seed], "views": views, "turntable": False})  # fmt: skip
+        response = http.post(
+            f"{url}/v1/avatars", timeout=300, json={"seeds": [seed], "views": views, "turntable": False}
+        )
         response.raise_for_status()
         return time.perf_counter() - started
 
@@ -92,7 +102,7 @@ def main() -> None:
     from ray import serve
 
     from avatar_platform.core.ray_runtime import init_ray
-    from avatar_platform.pipelines.inference.model_loading import resolve_package_folder
+    from avatar_platform.formats.model_folder import resolve_package_folder
     from avatar_platform.serve.app import build_app
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -102,11 +112,9 @@ def main() -> None:
     # a replica with num_cpus=1 gets one torch thread (Ray sets OMP_NUM_THREADS): the fair
     # baseline for the Serve overhead; all cores is what one process on this machine can do
     one_thread = in_process(folder, args.views, args.requests, threads=1)
-    print(json.dumps({"what": "in-process render_jobs, 1 thread", **common, **one_thread}),
-          flush=True)  # fmt: skip
+    print(json.dumps({"what": "in-process render_jobs, 1 thread", **common, **one_thread}), flush=True)
     baseline = in_process(folder, args.views, args.requests, threads=os.cpu_count() or 1)
-    print(json.dumps({"what": "in-process render_jobs, all cores", **common, **baseline}),
-          flush=True)  # fmt: skip
+    print(json.dumps({"what": "in-process render_jobs, all cores", **common, **baseline}), flush=True)
 
     init_ray(min_cpus=4)
     with socket.socket() as sock:
@@ -116,19 +124,33 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         for replicas in (int(r) for r in args.replicas.split(",")):
-            config = {"model": str(folder), "min_replicas": replicas, "max_replicas": replicas,
-                      "num_cpus": 1, "results_dir": str(scratch / "results"),
-                      "max_queued_requests": 256}  # fmt: skip
+            config = {
+                "model": str(folder),
+                "min_replicas": replicas,
+                "max_replicas": replicas,
+                "num_cpus": 1,
+                "results_dir": str(scratch / "results"),
+                "max_queued_requests": 256,
+            }
             serve.run(build_app(config), name="bench", route_prefix="/")
             for concurrency in (int(c) for c in args.concurrency.split(",")):
                 result = load(url, args.views, args.requests, concurrency)
-                print(json.dumps({"what": "serve POST /v1/avatars", **common,
-                                  "replicas": replicas, "concurrency": concurrency, **result,
-                                  "p50_vs_in_process_1_thread": round(
-                                      result["p50_ms"] / one_thread["p50_ms"], 2),
-                                  "throughput_vs_in_process_all_cores": round(
-                                      result["avatars_per_s"] / baseline["avatars_per_s"], 2)}),
-                      flush=True)  # fmt: skip
+                print(
+                    json.dumps(
+                        {
+                            "what": "serve POST /v1/avatars",
+                            **common,
+                            "replicas": replicas,
+                            "concurrency": concurrency,
+                            **result,
+                            "p50_vs_in_process_1_thread": round(result["p50_ms"] / one_thread["p50_ms"], 2),
+                            "throughput_vs_in_process_all_cores": round(
+                                result["avatars_per_s"] / baseline["avatars_per_s"], 2
+                            ),
+                        }
+                    ),
+                    flush=True,
+                )
     finally:
         serve.shutdown()
 

@@ -30,8 +30,8 @@ def main() -> None:
     import torch
 
     from avatar_platform.core.config import resolve_config
+    from avatar_platform.formats.model_folder import resolve_model_folder
     from avatar_platform.models.style_diffusion.schedule import sample_w
-    from avatar_platform.pipelines.inference.model_loading import resolve_model_folder
     from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
     from avatar_platform.pipelines.training.diffusion_trainer import DiffusionTrainer
 
@@ -46,21 +46,47 @@ def main() -> None:
     seconds = time.perf_counter() - started
     w, images = trainer.held_out()
     baseline = trainer.evaluate(w, images)  # also holds the mean-w baseline
-    print(json.dumps({"what": "mean-w baseline", "w_error": baseline["eval/w_error_mean_baseline"],
-                      "image_l1": baseline["eval/image_l1_mean_baseline"],
-                      "pairs": len(w), "machine": machine}), flush=True)  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "what": "mean-w baseline",
+                "w_error": baseline["eval/w_error_mean_baseline"],
+                "image_l1": baseline["eval/image_l1_mean_baseline"],
+                "pairs": len(w),
+                "machine": machine,
+            }
+        ),
+        flush=True,
+    )
     trainer.encoder.eval()
     with torch.no_grad():
         cond = trainer.encoder(images)
         for lam in (float(g) for g in args.guidance.split(",")):
-            guess = sample_w(trainer.denoiser, cond, config.schedule, guidance=lam,
-                             generator=torch.Generator().manual_seed(0))  # fmt: skip
+            guess = sample_w(
+                trainer.denoiser,
+                cond,
+                config.schedule,
+                guidance=lam,
+                generator=torch.Generator().manual_seed(0),
+            )
             error = (trainer.denoiser.normalize(guess) - trainer.denoiser.normalize(w)).square()
             l1 = float((trainer.front_render(guess) - images).abs().mean() / 2)
-            print(json.dumps({"what": "diffusion", "guidance": lam, "w_error": float(error.mean()),
-                              "image_l1": l1, "steps": config.steps, "train_seconds": seconds,
-                              "final_loss": metrics["loss"], "pairs": len(w),
-                              "machine": machine}), flush=True)  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "what": "diffusion",
+                        "guidance": lam,
+                        "w_error": float(error.mean()),
+                        "image_l1": l1,
+                        "steps": config.steps,
+                        "train_seconds": seconds,
+                        "final_loss": metrics["loss"],
+                        "pairs": len(w),
+                        "machine": machine,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

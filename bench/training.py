@@ -25,8 +25,9 @@ def _dataset(resolution: int, folder: Path) -> Path:
     from avatar_platform.pipelines.datagen.config import GenerateConfig
     from avatar_platform.pipelines.datagen.job import run_generate
 
-    config = resolve_config(GenerateConfig, "generate", "tiny",
-                            overrides={"num_images": 128, "resolution": resolution})  # fmt: skip
+    config = resolve_config(
+        GenerateConfig, "generate", "tiny", overrides={"num_images": 128, "resolution": resolution}
+    )
     run_generate(config, folder)
     return folder
 
@@ -40,11 +41,13 @@ def _loop_rate(config, data: Path, steps: int) -> float:
     from avatar_platform.pipelines.training.gan_trainer import GanTrainer
 
     _, files = open_dataset(data, config.generator.img_resolution, config.batch_size)
-    table = pq.read_table(files[0], columns=["image", "yaw", "pitch", "camera"]).slice(
-        0, config.batch_size
-    )
-    batch = {k: torch.as_tensor(v) for k, v in decode_batch(
-        {c: table[c].to_pylist() for c in table.column_names}, config.generator.img_resolution).items()}  # fmt: skip
+    table = pq.read_table(files[0], columns=["image", "yaw", "pitch", "camera"]).slice(0, config.batch_size)
+    batch = {
+        k: torch.as_tensor(v)
+        for k, v in decode_batch(
+            {c: table[c].to_pylist() for c in table.column_names}, config.generator.img_resolution
+        ).items()
+    }
     trainer = GanTrainer(config)
     for _ in range(2):
         trainer.train_step(batch)
@@ -58,8 +61,9 @@ def _ray_rate(config, data: Path, steps: int) -> float:
     """Wall-clock images/s inside the Ray Train loop after its first steps (start-up excluded)."""
     from avatar_platform.pipelines.training.gan_job import run_train_gan
 
-    cfg = config.model_copy(update={"steps": steps, "checkpoint_every": 10**6,
-                                    "sample_every": 10**6, "fid_samples": 0})  # fmt: skip
+    cfg = config.model_copy(
+        update={"steps": steps, "checkpoint_every": 10**6, "sample_every": 10**6, "fid_samples": 0}
+    )
     with tempfile.TemporaryDirectory() as out:
         summary = run_train_gan(cfg, data, Path(out) / "run", track=False)
     return summary.metrics["throughput_images_per_second"]
@@ -84,15 +88,37 @@ def main() -> None:
             data = args.data or _dataset(base.generator.img_resolution, Path(tmp) / preset)
             steps = {"tiny": (10, 40), "demo": (5, 30)}.get(preset, (2, 6))
             rate = _loop_rate(base, data, steps[1] - steps[0])
-            print(json.dumps({"preset": preset, "mode": "loop", "workers": 1, "batch": base.batch_size,
-                              "images_per_second": rate, "seconds_per_kimg": 1000 / rate,
-                              "machine": machine}), flush=True)  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "preset": preset,
+                        "mode": "loop",
+                        "workers": 1,
+                        "batch": base.batch_size,
+                        "images_per_second": rate,
+                        "seconds_per_kimg": 1000 / rate,
+                        "machine": machine,
+                    }
+                ),
+                flush=True,
+            )
             for workers in (int(w) for w in args.workers.split(",")):
                 cfg = base.model_copy(update={"workers": workers})
                 rate = _ray_rate(cfg, data, steps[1])
-                print(json.dumps({"preset": preset, "mode": "ray-train", "workers": workers,
-                                  "batch": base.batch_size, "images_per_second": rate,
-                                  "seconds_per_kimg": 1000 / rate, "machine": machine}), flush=True)  # fmt: skip
+                print(
+                    json.dumps(
+                        {
+                            "preset": preset,
+                            "mode": "ray-train",
+                            "workers": workers,
+                            "batch": base.batch_size,
+                            "images_per_second": rate,
+                            "seconds_per_kimg": 1000 / rate,
+                            "machine": machine,
+                        }
+                    ),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

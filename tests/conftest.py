@@ -84,9 +84,7 @@ def tiny_diffusion(tiny_generator, tmp_path_factory):
     from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
     from avatar_platform.pipelines.training.diffusion_trainer import DiffusionTrainer
 
-    trainer = DiffusionTrainer(
-        resolve_config(DiffusionTrainingConfig, "diffusion", "tiny"), tiny_generator
-    )
+    trainer = DiffusionTrainer(resolve_config(DiffusionTrainingConfig, "diffusion", "tiny"), tiny_generator)
     for _ in range(3):
         trainer.train_step()
     folder = tmp_path_factory.mktemp("tiny-diffusion")

@@ -92,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         # shutdown can): still an interrupt to the user
         result = INTERRUPTED
     if result == INTERRUPTED:
-        print(
-            "interrupted: finished parts are kept; re-run the same command to resume",
-            file=sys.stderr,
-        )
+        print("interrupted: finished parts are kept; re-run the same command to resume", file=sys.stderr)
     return result if isinstance(result, int) else 0
 
 

@@ -24,9 +24,7 @@ ADDRESS = typer.Option(
     help="the head's Jobs API (dashboard) address (or RAY_API_SERVER_ADDRESS / RAY_ADDRESS); "
     "default http://127.0.0.1:8265",
 )
-JOB_ID = typer.Argument(
-    ..., metavar="ID", help="submission id (see `avatar-platform cluster list`)"
-)
+JOB_ID = typer.Argument(..., metavar="ID", help="submission id (see `avatar-platform cluster list`)")
 INTERRUPTED = 130
 LOG_TAIL_LINES = 10  # of a failed job's log, shown by `submit`
 
@@ -54,7 +52,7 @@ def _detached(job_id: str) -> typer.Exit:
 
 @app.command(
     # a command's own options follow the first word untouched, `--` or not
-    context_settings={"allow_interspersed_args": False},
+    context_settings={"allow_interspersed_args": False}
 )
 def submit(
     command: list[str] | None = typer.Argument(
@@ -80,9 +78,7 @@ def submit(
     args = tuple(command or ())
     jobs.check_command(args, _command_names())
     folder = jobs.check_working_dir(working_dir) if working_dir else jobs.default_working_dir()
-    request = jobs.JobRequest(
-        command=args, python=python, working_dir=folder, env_vars=jobs.forwarded_env()
-    )
+    request = jobs.JobRequest(command=args, python=python, working_dir=folder, env_vars=jobs.forwarded_env())
     cluster = jobs.ClusterJobs(address)
     uploading = f", uploading {folder}" if folder else ""
     echo_err(f"submitting to {cluster.address}{uploading}: {request.entrypoint}")
@@ -168,5 +164,7 @@ def list_(address: str | None = ADDRESS) -> None:
     found = ClusterJobs(address).list_jobs()
     typer.echo(f"{'id':<28} {'status':<10} {'started':<19}  entrypoint")
     for job in found:
-        typer.echo(f"{job.submission_id or job.job_id or '-':<28} {job.status!s:<10} "
-                   f"{_when(job.start_time):<19}  {job.entrypoint}")  # fmt: skip
+        typer.echo(
+            f"{job.submission_id or job.job_id or '-':<28} {job.status!s:<10} "
+            f"{_when(job.start_time):<19}  {job.entrypoint}"
+        )

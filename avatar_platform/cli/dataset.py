@@ -20,7 +20,7 @@ def info(
     """Print the dataset card: images, backend, counts per style and view bin."""
     import json
 
-    from avatar_platform.pipelines.datagen.card import format_card, read_card, verify_shards
+    from avatar_platform.formats.dataset_card import format_card, read_card, verify_shards
 
     card = read_card(folder)
     typer.echo(json.dumps(card, indent=2) if json_out else format_card(folder, card))
@@ -41,7 +41,7 @@ def preview(
     max_styles: int = typer.Option(12, min=1, help="rows (styles) in the sheet"),
 ) -> None:
     """Write a contact sheet PNG: one row per style, one column per view bin."""
-    from avatar_platform.pipelines.datagen.card import write_preview
+    from avatar_platform.formats.dataset_card import write_preview
 
     typer.echo(str(write_preview(folder, out, max_styles)))
 
@@ -55,7 +55,7 @@ def export(
     style: str | None = typer.Option(None, help="only this style"),
 ) -> None:
     """Write images seen nearest a yaw as PNGs (e.g. frontal pictures for `sample --image`)."""
-    from avatar_platform.pipelines.datagen.card import export_images
+    from avatar_platform.formats.dataset_card import export_images
 
     for path in export_images(folder, out, yaw, count, style):
         typer.echo(str(path))

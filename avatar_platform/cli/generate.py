@@ -89,8 +89,8 @@ def generate(
     """Generate a multi-view avatar dataset (Parquet + dataset.json) on Ray Data."""
     from avatar_platform.core.config import resolve_config
     from avatar_platform.core.paths import platform_home, user_path, user_source
+    from avatar_platform.formats.lora_folder import lora_folder
     from avatar_platform.pipelines.datagen.config import GenerateConfig
-    from avatar_platform.pipelines.datagen.controlnet_backend import lora_folder
     from avatar_platform.pipelines.datagen.job import check_inputs, config_hash
 
     overrides = {
@@ -136,7 +136,7 @@ def generate(
 
     from avatar_platform.core.config import save_resolved
     from avatar_platform.core.ray_runtime import check_ray_address
-    from avatar_platform.pipelines.datagen.card import write_preview
+    from avatar_platform.formats.dataset_card import write_preview
     from avatar_platform.pipelines.datagen.job import run_generate
 
     check_ray_address(ray_address)
@@ -147,9 +147,7 @@ def generate(
     if summary.generated_now == 0:
         echo_err(f"already complete: {summary.images} images in {summary.out}")
     else:
-        resumed = (
-            f", {summary.resumed_from} kept from an earlier run" if summary.resumed_from else ""
-        )
+        resumed = f", {summary.resumed_from} kept from an earlier run" if summary.resumed_from else ""
         echo_err(
             f"done: {summary.generated_now} images in {summary.seconds:.1f} s "
             f"({summary.images_per_second:.2f} images/s){resumed}"

@@ -33,10 +33,10 @@ def register(
 
     version = registry.register(path_or_run, name=name, fid=fid)
     tags = version.tags
-    typer.echo(f"registered {name} version {version.version} ({tags.get('kind')}, "
-               f"FID {_fid(registry.version_fid(version))})")  # fmt: skip
-    typer.echo(f"next     avatar-platform registry promote {name} {version.version} "
-               "--alias champion")  # fmt: skip
+    typer.echo(
+        f"registered {name} version {version.version} ({tags.get('kind')}, FID {_fid(registry.version_fid(version))})"
+    )
+    typer.echo(f"next     avatar-platform registry promote {name} {version.version} --alias champion")
 
 
 @app.command(name="list")
@@ -56,8 +56,10 @@ def list_(
         return
     typer.echo(f"{'version':>7}  {'aliases':<20} {'fid':>8}  {'kind':<15} {'created':<23} source")
     for v in versions:
-        typer.echo(f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {_fid(v.fid):>8}  "
-                   f"{v.kind or '-':<15} {v.created:<23} {v.source or '-'}")  # fmt: skip
+        typer.echo(
+            f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {_fid(v.fid):>8}  "
+            f"{v.kind or '-':<15} {v.created:<23} {v.source or '-'}"
+        )
 
 
 @app.command()
@@ -83,11 +85,7 @@ def promote(
     if done.previous == done.version:
         typer.echo(f"{name}@{alias} is already version {done.version}")
         return
-    was = (
-        ""
-        if done.previous is None
-        else f" (was version {done.previous}, FID {_fid(done.previous_fid)})"
-    )
+    was = "" if done.previous is None else f" (was version {done.previous}, FID {_fid(done.previous_fid)})"
     typer.echo(f"{name}@{alias} → version {done.version} (FID {_fid(done.fid)}){was}")
 
 
@@ -100,5 +98,6 @@ def rollback(
     from avatar_platform.pipelines.inference import registry
 
     done = registry.rollback(name, alias)
-    typer.echo(f"{name}@{alias} → version {done.version} (FID {_fid(done.fid)}), "
-               f"back from version {done.previous}")  # fmt: skip
+    typer.echo(
+        f"{name}@{alias} → version {done.version} (FID {_fid(done.fid)}), back from version {done.previous}"
+    )

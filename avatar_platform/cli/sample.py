@@ -27,8 +27,7 @@ def parse_seeds(text: str) -> list[int]:
                 seeds.append(int(part))
     except ValueError:
         raise AvatarPlatformError(
-            f"cannot read seeds '{text}'",
-            expected="non-negative integers like '0,1,5' or a range '0-7'",
+            f"cannot read seeds '{text}'", expected="non-negative integers like '0,1,5' or a range '0-7'"
         ) from None
     if not seeds or min(seeds) < 0:
         raise AvatarPlatformError(f"no valid seeds in '{text}'", expected="seeds >= 0")
@@ -40,11 +39,10 @@ def parse_seeds(text: str) -> list[int]:
 def sample(
     model: str = typer.Option(
         ...,
-        help="a model or `train` output folder, or an MLflow URI (models:/styleavatar3d@champion)",
+        help="a model or `train` output folder, an MLflow URI (models:/styleavatar3d@champion) "
+        "or a shipped starter (starter:demo)",
     ),
-    seeds: str | None = typer.Option(
-        None, help="seeds: '0,1,5' or '0-7' (default 0-3 without --image)"
-    ),
+    seeds: str | None = typer.Option(None, help="seeds: '0,1,5' or '0-7' (default 0-3 without --image)"),
     image: Path | None = typer.Option(
         None, help="a picture (PNG/JPEG/WebP) → avatars, through the model's style diffusion"
     ),
@@ -89,9 +87,7 @@ def sample(
     try:
         level = None if mesh_level == "auto" else float(mesh_level)
     except ValueError:
-        raise AvatarPlatformError(
-            f"--mesh-level '{mesh_level}'", expected="a number or 'auto'"
-        ) from None
+        raise AvatarPlatformError(f"--mesh-level '{mesh_level}'", expected="a number or 'auto'") from None
     if mesh_format not in ("glb", "ply", "obj"):
         raise AvatarPlatformError(f"--mesh-format '{mesh_format}'", expected="glb, ply or obj")
     if mesh_keep not in ("largest", "all"):
@@ -103,15 +99,12 @@ def sample(
     cleanup = {"keep": mesh_keep, "smooth": mesh_smooth, "faces": mesh_faces}
 
     from avatar_platform.core.paths import ensure_writable_dir, user_model_spec, user_path
+    from avatar_platform.formats.model_folder import load_generator, resolve_package_folder
     from avatar_platform.pipelines.inference import sampling
-    from avatar_platform.pipelines.inference.model_loading import (
-        load_generator,
-        resolve_package_folder,
-    )
 
     picture = None
     if image is not None:
-        from avatar_platform.pipelines.inference.image_input import load_image
+        from avatar_platform.formats.pictures import load_image
 
         picture = load_image(user_path(image))  # a bad picture fails before any model is loaded
     package = resolve_package_folder(user_model_spec(model))
@@ -122,8 +115,7 @@ def sample(
         # a model without a style diffusion fails before --out exists (loaded once: cached)
         load_style_diffusion(package, str(next(generator.parameters()).device))
     out = ensure_writable_dir(user_path(out))  # made only once everything it needs is there
-    avatars = {f"seed{seed}": sampling.ws_for_seed(generator, seed, truncation)
-               for seed in seed_list}  # fmt: skip
+    avatars = {f"seed{seed}": sampling.ws_for_seed(generator, seed, truncation) for seed in seed_list}
     if picture is not None:
         from avatar_platform.pipelines.inference.style_sampling import ws_from_image
 
@@ -141,16 +133,21 @@ def sample(
         if mesh:
             result = sampling.mesh_for_ws(generator, ws, mesh_resolution, level, **cleanup)
             if len(result.faces) == 0:
-                print(f"warning: {name} has no surface at --mesh-level {mesh_level} "
-                      "(an early model is thin): try --mesh-level auto", flush=True)  # fmt: skip
+                print(
+                    f"warning: {name} has no surface at --mesh-level {mesh_level} "
+                    "(an early model is thin): try --mesh-level auto",
+                    flush=True,
+                )
                 continue
             path = out / f"mesh-{name}.{mesh_format}"
             result.export(path)
             rule = result.metadata.get("level_rule")
             note = " (early model: no density reaches the opacity level)"
             note = note if "fallback" in (rule or "") else ""
-            typer.echo(f"mesh     {path} ({len(result.vertices)} vertices, {len(result.faces)} "
-                       f"faces, level {result.metadata['level']:.3g}{note})")  # fmt: skip
+            typer.echo(
+                f"mesh     {path} ({len(result.vertices)} vertices, {len(result.faces)} "
+                f"faces, level {result.metadata['level']:.3g}{note})"
+            )
             from avatar_platform.pipelines.inference.mesh_preview import mesh_preview
 
             # the mesh itself, rendered: front, ¾, left, back, right

@@ -23,7 +23,8 @@ app = typer.Typer(
 )
 
 MODEL = typer.Option(
-    None, help="model folder, `train` output or MLflow URI (models:/styleavatar3d@champion)"
+    None,
+    help="model folder, `train` output, MLflow URI (models:/styleavatar3d@champion) or the shipped starter:demo",
 )
 PRESET = typer.Option("demo", help=PRESET_HELP)
 CONFIG = typer.Option(None, help="YAML file whose `serve:` section overrides the preset")
@@ -37,12 +38,11 @@ def _config(model, preset, config_file, overrides: dict):
     from avatar_platform.core.config import resolve_config
     from avatar_platform.serve.config import ServeConfig
 
-    config = resolve_config(ServeConfig, "serve", preset, config_file,
-                            {"model": model, **overrides})  # fmt: skip
+    config = resolve_config(ServeConfig, "serve", preset, config_file, {"model": model, **overrides})
     if not config.model:
         raise AvatarPlatformError(
             "no model to serve",
-            expected="--model: a model folder, a `train` output or an MLflow URI",
+            expected="--model: a model folder, a `train` output, an MLflow URI or starter:demo",
             fix="pass --model models:/styleavatar3d@champion (see `avatar-platform registry list`)",
         )
     return config
@@ -59,7 +59,7 @@ def _check_model(spec: str) -> str:
         return f"{spec} (version {reference.version})" if reference.alias else spec
     if spec.startswith(("runs:/", "mlflow-artifacts:")):
         return spec
-    from avatar_platform.pipelines.inference.model_loading import resolve_package_folder
+    from avatar_platform.formats.model_folder import resolve_package_folder
 
     return str(resolve_package_folder(spec))
 
@@ -98,8 +98,14 @@ def serve(
     """
     if ctx.invoked_subcommand is not None:
         return
-    overrides = {"host": host, "port": port, "num_gpus": num_gpus, "min_replicas": min_replicas,
-                 "max_replicas": max_replicas, "max_batch_size": max_batch_size}  # fmt: skip
+    overrides = {
+        "host": host,
+        "port": port,
+        "num_gpus": num_gpus,
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "max_batch_size": max_batch_size,
+    }
     resolved = _config(model, preset, config, overrides)
     if dry_run:
         typer.echo(resolved.model_dump_json(indent=2))
@@ -131,8 +137,13 @@ def serve(
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     url = f"http://{resolved.host}:{resolved.port}"
     echo_err(f"loading {what} into {resolved.min_replicas or 1} replica(s)…")
-    ray_serve.start(http_options={"host": resolved.host, "port": resolved.port,
-                                  "request_timeout_s": resolved.request_timeout_s + 10})  # fmt: skip
+    ray_serve.start(
+        http_options={
+            "host": resolved.host,
+            "port": resolved.port,
+            "request_timeout_s": resolved.request_timeout_s + 10,
+        }
+    )
     try:
         # the host goes to the app too: without a key it answers only requests addressed to it
         app_args = {**args, "host": resolved.host, "api_key": api_key}
@@ -174,16 +185,16 @@ def config_file(
 
     from avatar_platform.serve.config import IMPORT_PATH
 
-    overrides = {"num_gpus": num_gpus, "min_replicas": min_replicas,
-                 "max_replicas": max_replicas, "max_batch_size": max_batch_size}  # fmt: skip
+    overrides = {
+        "num_gpus": num_gpus,
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "max_batch_size": max_batch_size,
+    }
     resolved = _config(model, preset, config, overrides)
     document = {
         "proxy_location": "EveryNode",
-        "http_options": {
-            "host": host,
-            "port": port,
-            "request_timeout_s": resolved.request_timeout_s + 10,
-        },  # fmt: skip
+        "http_options": {"host": host, "port": port, "request_timeout_s": resolved.request_timeout_s + 10},
         "applications": [
             {
                 "name": APP_NAME,
@@ -231,18 +242,28 @@ def request(
             "pass exactly one of --image or --seeds", expected="a picture or seeds to send"
         )
     if image is not None:
-        from avatar_platform.pipelines.inference.image_input import load_image
+        from avatar_platform.formats.pictures import load_image
 
         load_image(image)  # a bad picture fails here, before anything is sent
     out = ensure_writable_dir(out)
     if wait:
         client.wait_until_healthy(url.rstrip("/"), wait)
-    options = {"views": views, "resolution": resolution, "mesh": mesh, "turntable": turntable,
-               "num_samples": num_samples, "mesh_resolution": mesh_resolution}  # fmt: skip
+    options = {
+        "views": views,
+        "resolution": resolution,
+        "mesh": mesh,
+        "turntable": turntable,
+        "num_samples": num_samples,
+        "mesh_resolution": mesh_resolution,
+    }
     result = client.request_avatars(
-        url, out, seeds=parse_seeds(seeds) if seeds else None, picture=image, options=options,
+        url,
+        out,
+        seeds=parse_seeds(seeds) if seeds else None,
+        picture=image,
+        options=options,
         api_key=os.environ.get("AVATAR_API_KEY") or None,
-    )  # fmt: skip
+    )
     model = result["model"]
     version = f" version {model['version']}" if model.get("version") else ""
     typer.echo(f"{len(result['avatars'])} avatar(s) from {model['uri']}{version} → {out}")

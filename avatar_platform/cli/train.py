@@ -8,15 +8,7 @@ from pathlib import Path
 
 import typer
 
-from avatar_platform.cli.common import (
-    DRY_RUN,
-    PRESET_HELP,
-    RAY_ADDRESS,
-    RESUME,
-    TRACK,
-    WORKERS,
-    echo_err,
-)
+from avatar_platform.cli.common import DRY_RUN, PRESET_HELP, RAY_ADDRESS, RESUME, TRACK, WORKERS, echo_err
 
 app = typer.Typer(help="Train the models (Ray Train, tracked in MLflow).", no_args_is_help=True)
 
@@ -33,15 +25,13 @@ def gan(
     discriminator: str | None = typer.Option(
         None, help="D condition: coarse-to-fine | fine | coarse | camera | none"
     ),
-    out: Path | None = typer.Option(
-        None, help="output folder (default: $AVATAR_HOME/runs/gan-<time>)"
-    ),
+    out: Path | None = typer.Option(None, help="output folder (default: $AVATAR_HOME/runs/gan-<time>)"),
     resume: bool = RESUME,
     init: str | None = typer.Option(
         None,
         "--init",
-        help="start from this GAN's weights (folder, runs:/… or models:/…) with a fresh "
-        "optimiser and schedule: fine-tuning",
+        help="start from this GAN's weights (folder, runs:/…, models:/… or the shipped "
+        "starter:demo) with a fresh optimiser and schedule: fine-tuning",
     ),
     ray_address: str | None = RAY_ADDRESS,
     track: bool = TRACK,
@@ -57,8 +47,12 @@ def gan(
     from avatar_platform.core.paths import platform_home, user_model_spec, user_path
     from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
 
-    overrides: dict = {"steps": steps, "batch_size": batch_size, "workers": workers,
-                       "discriminator": {"conditioning": {"mode": discriminator}}}  # fmt: skip
+    overrides: dict = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "workers": workers,
+        "discriminator": {"conditioning": {"mode": discriminator}},
+    }
     cfg = resolve_config(GanTrainingConfig, "gan", preset, config, overrides)
     if kimg is not None:
         if kimg <= 0:
@@ -75,12 +69,12 @@ def gan(
 
     from avatar_platform.pipelines.training.gan_job import run_train_gan
 
-    echo_err(f"training the GAN for {cfg.steps} steps (batch {cfg.batch_size}, "
-             f"{cfg.workers} worker(s)) on {data} → {out}")  # fmt: skip
+    echo_err(
+        f"training the GAN for {cfg.steps} steps (batch {cfg.batch_size}, {cfg.workers} worker(s)) on {data} → {out}"
+    )
     if init is not None:
         echo_err(f"starting from the weights of {init} (fresh optimiser and schedule)")
-    summary = run_train_gan(cfg, data, out, resume=resume, ray_address=ray_address, track=track,
-                            init=init)  # fmt: skip
+    summary = run_train_gan(cfg, data, out, resume=resume, ray_address=ray_address, track=track, init=init)
     echo_err(f"done: step {summary.steps} in {summary.seconds:.0f} s")
     typer.echo(f"model    {summary.model}")
     if summary.run_id:
@@ -91,22 +85,17 @@ def gan(
 @app.command()
 def diffusion(
     generator: str = typer.Option(
-        ..., help="the trained generator: a `train gan` output or model folder, or an MLflow URI"
+        ...,
+        help="the trained generator: a `train gan` output or model folder, an MLflow URI, or the shipped starter:demo",
     ),
     preset: str = typer.Option("demo", help=PRESET_HELP),
-    config: Path | None = typer.Option(
-        None, "--config", help="YAML overriding the preset ('diffusion')"
-    ),
+    config: Path | None = typer.Option(None, "--config", help="YAML overriding the preset ('diffusion')"),
     steps: int | None = typer.Option(None, help="training steps"),
     batch_size: int | None = typer.Option(None, help="pairs per step over all workers"),
     workers: int | None = WORKERS,
     encoder: str | None = typer.Option(None, help="image encoder: cnn (built in) | clip"),
-    clip_model: str | None = typer.Option(
-        None, help="CLIP hub id or local folder (--encoder clip)"
-    ),
-    out: Path | None = typer.Option(
-        None, help="output folder (default: $AVATAR_HOME/runs/diffusion-<time>)"
-    ),
+    clip_model: str | None = typer.Option(None, help="CLIP hub id or local folder (--encoder clip)"),
+    out: Path | None = typer.Option(None, help="output folder (default: $AVATAR_HOME/runs/diffusion-<time>)"),
     resume: bool = RESUME,
     ray_address: str | None = RAY_ADDRESS,
     track: bool = TRACK,
@@ -120,23 +109,26 @@ def diffusion(
     from avatar_platform.core.paths import platform_home, user_model_spec, user_path
     from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
 
-    overrides: dict = {"steps": steps, "batch_size": batch_size, "workers": workers,
-                       "encoder": {"kind": encoder, "clip_model": clip_model}}  # fmt: skip
+    overrides: dict = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "workers": workers,
+        "encoder": {"kind": encoder, "clip_model": clip_model},
+    }
     cfg = resolve_config(DiffusionTrainingConfig, "diffusion", preset, config, overrides)
     generator = user_model_spec(generator)  # a folder from here, or an MLflow URI as given
     out = user_path(out or platform_home() / "runs" / time.strftime("diffusion-%Y%m%d-%H%M%S"))
     if dry_run:
-        typer.echo(
-            json.dumps({"out": str(out), "diffusion": cfg.model_dump(mode="json")}, indent=2)
-        )
+        typer.echo(json.dumps({"out": str(out), "diffusion": cfg.model_dump(mode="json")}, indent=2))
         return
 
     from avatar_platform.pipelines.training.diffusion_job import EXPERIMENT, run_train_diffusion
 
-    echo_err(f"training the style diffusion ({cfg.encoder.kind} encoder) for {cfg.steps} steps "
-             f"(batch {cfg.batch_size}, {cfg.workers} worker(s)) on {generator} → {out}")  # fmt: skip
-    summary = run_train_diffusion(cfg, generator, out, resume=resume, ray_address=ray_address,
-                                  track=track)  # fmt: skip
+    echo_err(
+        f"training the style diffusion ({cfg.encoder.kind} encoder) for {cfg.steps} steps "
+        f"(batch {cfg.batch_size}, {cfg.workers} worker(s)) on {generator} → {out}"
+    )
+    summary = run_train_diffusion(cfg, generator, out, resume=resume, ray_address=ray_address, track=track)
     echo_err(f"done: step {summary.steps} in {summary.seconds:.0f} s")
     typer.echo(f"model    {summary.model}")
     if (summary.model / "eval.png").is_file():
@@ -153,14 +145,10 @@ def diffusion(
 @app.command()
 def lora(
     images: Path = typer.Option(..., help="a folder of 3+ JPEG/PNG/WebP pictures of the character"),
-    token: str = typer.Option(
-        ..., help="the character's name in captions and prompts, e.g. 'zorb'"
-    ),
+    token: str = typer.Option(..., help="the character's name in captions and prompts, e.g. 'zorb'"),
     base: str | None = typer.Option(None, help="Stable Diffusion 1.5: hub id or local folder"),
     preset: str = typer.Option("demo", help=PRESET_HELP),
-    config: Path | None = typer.Option(
-        None, "--config", help="YAML overriding the preset ('lora')"
-    ),
+    config: Path | None = typer.Option(None, "--config", help="YAML overriding the preset ('lora')"),
     rank: int | None = typer.Option(None, help="LoRA rank"),
     steps: int | None = typer.Option(None, help="training steps"),
     resolution: int | None = typer.Option(None, help="training image side (multiple of 8)"),
@@ -170,9 +158,7 @@ def lora(
         None, help="also adapt the text encoder (default: UNet only)"
     ),
     workers: int | None = WORKERS,
-    out: Path | None = typer.Option(
-        None, help="output folder (default: $AVATAR_HOME/runs/lora-<time>)"
-    ),
+    out: Path | None = typer.Option(None, help="output folder (default: $AVATAR_HOME/runs/lora-<time>)"),
     resume: bool = RESUME,
     ray_address: str | None = RAY_ADDRESS,
     track: bool = TRACK,
@@ -186,9 +172,17 @@ def lora(
     from avatar_platform.core.paths import platform_home, user_path
     from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
 
-    overrides: dict = {"token": token, "base": base, "rank": rank, "steps": steps,
-                       "resolution": resolution, "batch_size": batch_size, "lr": lr,
-                       "train_text_encoder": train_text_encoder, "workers": workers}  # fmt: skip
+    overrides: dict = {
+        "token": token,
+        "base": base,
+        "rank": rank,
+        "steps": steps,
+        "resolution": resolution,
+        "batch_size": batch_size,
+        "lr": lr,
+        "train_text_encoder": train_text_encoder,
+        "workers": workers,
+    }
     cfg = resolve_config(LoraTrainingConfig, "lora", preset, config, overrides)
     images = user_path(images)
     out = user_path(out or platform_home() / "runs" / time.strftime("lora-%Y%m%d-%H%M%S"))
@@ -196,14 +190,15 @@ def lora(
         typer.echo(json.dumps({"out": str(out), "lora": cfg.model_dump(mode="json")}, indent=2))
         return
 
-    from avatar_platform.pipelines.datagen.controlnet_backend import LORA_WEIGHTS
+    from avatar_platform.formats.lora_folder import LORA_WEIGHTS
     from avatar_platform.pipelines.training.lora_job import EXPERIMENT, run_train_lora
 
-    echo_err(f"training a rank-{cfg.rank} LoRA of '{cfg.token}' on {cfg.base} for {cfg.steps} "
-             f"steps (batch {cfg.batch_size}, {cfg.resolution}², {cfg.workers} worker(s)) "
-             f"on {images} → {out}")  # fmt: skip
-    summary = run_train_lora(cfg, images, out, resume=resume, ray_address=ray_address,
-                             track=track)  # fmt: skip
+    echo_err(
+        f"training a rank-{cfg.rank} LoRA of '{cfg.token}' on {cfg.base} for {cfg.steps} "
+        f"steps (batch {cfg.batch_size}, {cfg.resolution}², {cfg.workers} worker(s)) "
+        f"on {images} → {out}"
+    )
+    summary = run_train_lora(cfg, images, out, resume=resume, ray_address=ray_address, track=track)
     echo_err(f"done: step {summary.steps} in {summary.seconds:.0f} s")
     weights = summary.model / LORA_WEIGHTS
     typer.echo(f"adapter  {weights} ({weights.stat().st_size:,} bytes)")
@@ -211,5 +206,7 @@ def lora(
         typer.echo(f"samples  {summary.model / 'samples.png'} (fixed seeds)")
     if summary.run_id:
         typer.echo(f"mlflow   run {summary.run_id} (experiment '{EXPERIMENT}')")
-    typer.echo(f"next     avatar-platform generate --backend controlnet --sd-model {cfg.base} "
-               f"--lora {summary.model} --guidance hybrid")  # fmt: skip
+    typer.echo(
+        f"next     avatar-platform generate --backend controlnet --sd-model {cfg.base} "
+        f"--lora {summary.model} --guidance hybrid"
+    )

@@ -102,9 +102,7 @@ def check_command(command: Sequence[str], known: Collection[str]) -> None:
     if not command:
         raise AvatarPlatformError("no command to run", expected=expected, fix=fix)
     if command[0] == "cluster":
-        raise AvatarPlatformError(
-            "a cluster job cannot run `cluster` itself", expected=expected, fix=fix
-        )
+        raise AvatarPlatformError("a cluster job cannot run `cluster` itself", expected=expected, fix=fix)
     if command[0] not in runnable:
         raise AvatarPlatformError(
             f"'{command[0]}' is not an avatar-platform command", expected=expected, fix=fix
@@ -174,9 +172,7 @@ def probe_jobs_api(url: str, source: str = "--address", timeout: float = 5.0) ->
         reason = getattr(err, "reason", None) or err
         reason = getattr(reason, "strerror", None) or str(reason) or type(err).__name__
         raise AvatarPlatformError(
-            f"no Ray Jobs API answers at {where} ({reason})",
-            expected=HEAD_EXPECTED,
-            fix=ADDRESS_FIX,
+            f"no Ray Jobs API answers at {where} ({reason})", expected=HEAD_EXPECTED, fix=ADDRESS_FIX
         ) from None
     else:
         answer = "no Ray version in it"
@@ -185,9 +181,7 @@ def probe_jobs_api(url: str, source: str = "--address", timeout: float = 5.0) ->
             if isinstance(version, dict) and version.get("ray_version"):
                 return False
     raise AvatarPlatformError(
-        f"{where} answers ({answer}), but not as a Ray dashboard",
-        expected=HEAD_EXPECTED,
-        fix=ADDRESS_FIX,
+        f"{where} answers ({answer}), but not as a Ray dashboard", expected=HEAD_EXPECTED, fix=ADDRESS_FIX
     )
 
 
@@ -269,9 +263,7 @@ class ClusterJobs:
     def submit(self, request: JobRequest) -> str:
         """Submit the command (uploading the working dir) and return the submission id."""
         with self._errors():
-            return self._client.submit_job(
-                entrypoint=request.entrypoint, runtime_env=request.runtime_env()
-            )
+            return self._client.submit_job(entrypoint=request.entrypoint, runtime_env=request.runtime_env())
 
     def info(self, job_id: str) -> JobDetails:
         """Status, message, entrypoint and times of one job."""
@@ -309,9 +301,7 @@ class ClusterJobs:
         with self._errors(job_id):
             return self._client.stop_job(job_id)
 
-    def wait(
-        self, job_id: str, on_change: Callable[[JobDetails], None], poll_s: float = 1.0
-    ) -> JobDetails:
+    def wait(self, job_id: str, on_change: Callable[[JobDetails], None], poll_s: float = 1.0) -> JobDetails:
         """Poll until the job ends, calling `on_change` on every new status; the final details."""
         last = None
         while True:

@@ -103,8 +103,7 @@ def resolve_config(
         section_data = file_data.get(section) or {}
         if not isinstance(section_data, dict):
             raise AvatarPlatformError(
-                f"section '{section}' of config file '{config_file}' holds a "
-                f"{type(section_data).__name__}",
+                f"section '{section}' of config file '{config_file}' holds a {type(section_data).__name__}",
                 expected=f"a mapping of keys, e.g. '{section}: {{key: value}}'",
             )
         data = deep_merge(data, section_data)

@@ -51,9 +51,7 @@ def load_pretrained(loader, source: str, what: str, **kwargs):
     try:
         return loader(source, local_files_only=offline() or None, **kwargs)
     except (OSError, ValueError) as err:
-        where = (
-            "the hub is offline (HF_HUB_OFFLINE=1)" if offline() else "the hub could not serve it"
-        )
+        where = "the hub is offline (HF_HUB_OFFLINE=1)" if offline() else "the hub could not serve it"
         raise AvatarPlatformError(
             f"cannot load the {what} '{source}': it is not a complete local folder and {where} "
             f"({str(err).splitlines()[0][:160]})",

@@ -34,10 +34,10 @@ def user_path_or_none(path: str | Path | None) -> Path | None:
 
 
 def user_model_spec(spec: str | Path) -> str:
-    """A `--model` / `--generator` value: a URI (MLflow's `runs:/`, `models:/`, …) as given, a
-    local path made absolute (`user_path`)."""
+    """A `--model` / `--generator` / `--init` value: a URI (MLflow's `runs:/`, `models:/`, …) or
+    a shipped starter (`starter:demo`) as given, a local path made absolute (`user_path`)."""
     text = str(spec)
-    return text if _URI.match(text) else str(user_path(text))
+    return text if _URI.match(text) or text.startswith("starter:") else str(user_path(text))
 
 
 def user_source(source: str | None) -> str | None:

@@ -31,11 +31,7 @@ class _PlainProgress:
         self.done += n
         if self.total and self.done / self.total >= self.next_report:
             rate = self.done / max(time.perf_counter() - self.start, 1e-9)
-            print(
-                f"{self.description}: {self.done}/{self.total} ({rate:.1f}/s)",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(f"{self.description}: {self.done}/{self.total} ({rate:.1f}/s)", file=sys.stderr, flush=True)
             while self.done / self.total >= self.next_report:
                 self.next_report += 0.1
 

@@ -44,8 +44,7 @@ def init_ray(address: str | None = None, min_cpus: int = 0) -> str:
         node = {"_node_ip_address": LOOPBACK} if local_head else {}
         try:
             with _loopback_node() if local_head else contextlib.nullcontext():
-                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-                         **node)  # fmt: skip
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, **node)
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise AvatarPlatformError(
                 f"cannot connect to the Ray cluster at '{address}' ({str(err).splitlines()[0]})",
@@ -66,11 +65,9 @@ def init_ray(address: str | None = None, min_cpus: int = 0) -> str:
     if not is_loopback(gcs_host):
         ray.shutdown()
         raise AvatarPlatformError(
-            f"local Ray came up on {gcs_host}, not on loopback: its ports would be open to the "
-            "network",
+            f"local Ray came up on {gcs_host}, not on loopback: its ports would be open to the network",
             expected=f"this Ray version to honour {SINGLE_NODE_ENV}=0 (node IP {LOOPBACK})",
-            fix="start Ray yourself (`ray start --head --node-ip-address …`) and pass "
-            "--ray-address",
+            fix="start Ray yourself (`ray start --head --node-ip-address …`) and pass --ray-address",
         )
     return "local"
 
@@ -145,8 +142,7 @@ def check_ray_address(address: str | None, timeout: float = 5.0) -> None:
         raise AvatarPlatformError(
             f"no Ray cluster answers at '{address}' ({err.strerror or err})",
             expected="the address of a running Ray head",
-            fix="start the cluster (ray start --head), correct --ray-address, or unset "
-            "RAY_ADDRESS to use local Ray",
+            fix="start the cluster (ray start --head), correct --ray-address, or unset RAY_ADDRESS to use local Ray",
         ) from None
 
 

@@ -36,8 +36,17 @@ def save_module(module: torch.nn.Module, config: BaseModel, folder: Path, name: 
     atomic_write_bytes(folder / f"{name}.json", (json.dumps(meta, indent=2) + "\n").encode())
 
 
-def load_module(module_cls, config_cls: type[BaseModel], folder: Path, name: str,
-                map_location: str = "cpu"):  # fmt: skip
+def check_format_version(found, expected: int, what: str, fix: str) -> None:
+    """One clear error when a file written by another format of avatar-platform is read."""
+    if found != expected:
+        raise AvatarPlatformError(
+            f"{what} has format_version {found!r}",
+            expected=f"format_version {expected} (this version of avatar-platform)",
+            fix=fix,
+        )
+
+
+def load_module(module_cls, config_cls: type[BaseModel], folder: Path, name: str, map_location: str = "cpu"):
     """Build `module_cls(config)` from `folder/<name>.json` and load its safetensors weights."""
     folder = Path(folder)
     meta_path, weights_path = folder / f"{name}.json", folder / f"{name}.safetensors"

@@ -1,4 +1,4 @@
-"""EG3D's dual discriminator with the coarse-to-fine pose condition of StyleAvatar3D (METHOD.md §3).
+"""EG3D's dual discriminator with the coarse-to-fine pose condition of StyleAvatar3D (docs/method.md §3).
 
 The discriminator sees the super-resolved image and the upsampled raw render (6 channels), with
 `mask_channel` also the foreground mask (PanoHead's foreground-aware tri-discriminator: real masks
@@ -26,7 +26,7 @@ ConditioningMode = Literal["coarse-to-fine", "fine", "coarse", "camera", "none"]
 
 
 class PoseConditioningConfig(StrictConfig):
-    """How a (yaw, pitch) becomes the discriminator's label (METHOD.md §3)."""
+    """How a (yaw, pitch) becomes the discriminator's label (docs/method.md §3)."""
 
     mode: ConditioningMode = Field("coarse-to-fine", description="the discriminator's condition")
     fine_yaw_bins: int = Field(12, ge=1, description="yaw bins of the fine label")
@@ -48,12 +48,18 @@ class PoseConditioningConfig(StrictConfig):
 
     @property
     def label_dim(self) -> int:
-        return {"coarse-to-fine": self.fine_dim + self.coarse_dim, "fine": self.fine_dim,
-                "coarse": self.coarse_dim, "camera": 25, "none": 0}[self.mode]  # fmt: skip
+        return {
+            "coarse-to-fine": self.fine_dim + self.coarse_dim,
+            "fine": self.fine_dim,
+            "coarse": self.coarse_dim,
+            "camera": 25,
+            "none": 0,
+        }[self.mode]
 
 
-def _one_hot_bins(yaw: torch.Tensor, pitch: torch.Tensor, yaw_bins: int, pitch_bins: int,
-                  pitch_range: tuple[float, float]) -> torch.Tensor:  # fmt: skip
+def _one_hot_bins(
+    yaw: torch.Tensor, pitch: torch.Tensor, yaw_bins: int, pitch_bins: int, pitch_range: tuple[float, float]
+) -> torch.Tensor:
     """(B,) degrees → (B, yaw_bins + pitch_bins) one-hot yaw ‖ one-hot pitch; yaw bin 0 is
     centred on the front (the same bins as pipelines.poses.view_bins)."""
     width = 360.0 / yaw_bins
@@ -64,9 +70,13 @@ def _one_hot_bins(yaw: torch.Tensor, pitch: torch.Tensor, yaw_bins: int, pitch_b
     return torch.cat([F.one_hot(yaw_idx, yaw_bins), F.one_hot(pitch_idx, pitch_bins)], 1).float()
 
 
-def pose_label(yaw: torch.Tensor, pitch: torch.Tensor, camera: torch.Tensor,
-               config: PoseConditioningConfig,
-               generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+def pose_label(
+    yaw: torch.Tensor,
+    pitch: torch.Tensor,
+    camera: torch.Tensor,
+    config: PoseConditioningConfig,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """The discriminator label (B, label_dim) of images at (yaw, pitch) degrees / camera (B, 25).
 
     coarse-to-fine: fine ‖ coarse, of which one is zeroed per sample — confident (near-frontal)
@@ -76,17 +86,18 @@ def pose_label(yaw: torch.Tensor, pitch: torch.Tensor, camera: torch.Tensor,
         return camera.new_zeros(camera.shape[0], 0)
     if config.mode == "camera":
         return camera
-    fine = _one_hot_bins(yaw, pitch, config.fine_yaw_bins, config.fine_pitch_bins,
-                         config.pitch_range)  # fmt: skip
-    coarse = _one_hot_bins(yaw, pitch, config.coarse_yaw_bins, config.coarse_pitch_bins,
-                           config.pitch_range)  # fmt: skip
+    fine = _one_hot_bins(yaw, pitch, config.fine_yaw_bins, config.fine_pitch_bins, config.pitch_range)
+    coarse = _one_hot_bins(yaw, pitch, config.coarse_yaw_bins, config.coarse_pitch_bins, config.pitch_range)
     if config.mode == "fine":
         return fine
     if config.mode == "coarse":
         return coarse
     wrapped = torch.remainder(yaw + 180.0, 360.0) - 180.0
-    p_fine = torch.where(wrapped.abs() < config.confident_yaw,
-                         torch.full_like(yaw, config.p_high), torch.full_like(yaw, config.p_low))  # fmt: skip
+    p_fine = torch.where(
+        wrapped.abs() < config.confident_yaw,
+        torch.full_like(yaw, config.p_high),
+        torch.full_like(yaw, config.p_low),
+    )
     draw = torch.rand(yaw.shape[0], generator=generator).to(yaw.device)  # CPU generator
     keep_fine = (draw < p_fine).float()[:, None]
     return torch.cat([fine * keep_fine, coarse * (1 - keep_fine)], dim=1)
@@ -113,8 +124,7 @@ class DiscriminatorBlock(nn.Module):
         super().__init__()
         self.conv0 = EqualConv2d(in_channels, in_channels, 3)
         self.conv1 = EqualConv2d(in_channels, out_channels, 3, down=True)
-        self.skip = EqualConv2d(in_channels, out_channels, 1, bias=False, activation="linear",
-                                down=True)  # fmt: skip
+        self.skip = EqualConv2d(in_channels, out_channels, 1, bias=False, activation="linear", down=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.skip(x) + self.conv1(self.conv0(x))) / math.sqrt(2)
@@ -133,9 +143,7 @@ class DualDiscriminator(nn.Module):
         resolutions = [2**i for i in range(int(math.log2(res)), 2, -1)]
         channels = {r: min(config.channel_base // r, config.channel_max) for r in [*resolutions, 4]}
         self.from_rgb = EqualConv2d(7 if config.mask_channel else 6, channels[res], 1)
-        self.blocks = nn.ModuleList(
-            DiscriminatorBlock(channels[r], channels[r // 2]) for r in resolutions
-        )
+        self.blocks = nn.ModuleList(DiscriminatorBlock(channels[r], channels[r // 2]) for r in resolutions)
         top = channels[4]
         self.conv = EqualConv2d(top + 1, top, 3)
         self.fc = EqualLinear(top * 16, top, activation="lrelu")
@@ -145,7 +153,7 @@ class DualDiscriminator(nn.Module):
             nn.Sequential(
                 EqualLinear(label_dim, config.cmap_dim, activation="lrelu"),
                 EqualLinear(config.cmap_dim, config.cmap_dim),
-            )  # fmt: skip
+            )
             if label_dim
             else None
         )
@@ -160,8 +168,13 @@ class DualDiscriminator(nn.Module):
         y = y.reshape(-1, 1, 1, 1).repeat(group, 1, height, width)
         return torch.cat([x, y], dim=1)
 
-    def forward(self, image: torch.Tensor, image_raw: torch.Tensor, label: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        image: torch.Tensor,
+        image_raw: torch.Tensor,
+        label: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         res = self.config.img_resolution
         if image.shape[1:] != (3, res, res):
             raise ValueError(f"image must be (B, 3, {res}, {res}), got {tuple(image.shape)}")

@@ -48,16 +48,15 @@ TAUBIN_LAMBDA, TAUBIN_MU = 0.5, -0.52  # passband 1/λ + 1/μ = 0.077 (Taubin: <
 
 
 @torch.no_grad()
-def density_grid(density: DensityFn, resolution: int, box_size: float,
-                 chunk: int = 262_144, device="cpu") -> np.ndarray:  # fmt: skip
+def density_grid(
+    density: DensityFn, resolution: int, box_size: float, chunk: int = 262_144, device="cpu"
+) -> np.ndarray:
     """(R, R, R) float32 densities on the cell centres of the cube [-box/2, box/2]³, indexed
     [x, y, z]."""
     half = box_size / 2
     axis = torch.linspace(-half, half, resolution, device=device)
     grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
-    values = torch.cat(
-        [density(grid[i : i + chunk]).reshape(-1) for i in range(0, len(grid), chunk)]
-    )
+    values = torch.cat([density(grid[i : i + chunk]).reshape(-1) for i in range(0, len(grid), chunk)])
     return values.reshape(resolution, resolution, resolution).float().cpu().numpy()
 
 
@@ -75,8 +74,7 @@ def border_voxels(resolution: int, fraction: float = BORDER_FRACTION) -> int:
     return max(1, math.ceil(fraction * (resolution - 1) - 1e-9))
 
 
-def resolve_level(grid: np.ndarray, level: float | str | None,
-                  ray_step: float | None) -> tuple[float, str]:  # fmt: skip
+def resolve_level(grid: np.ndarray, level: float | str | None, ray_step: float | None) -> tuple[float, str]:
     """(level, rule): a number as it is ("number"); "auto"/None: `opacity_level(ray_step)`
     ("opacity"), or, where no density of the grid reaches it, the occupancy level
     ("occupancy fallback"); "occupancy": the level that puts AUTO_OCCUPANCY of the box inside (a
@@ -108,8 +106,7 @@ def keep_largest(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
         return mesh
     edges = mesh.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
     n = len(mesh.vertices)
-    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])),
-                       shape=(n, n))  # fmt: skip
+    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
     count, labels = connected_components(graph, directed=False)
     if count == 1:
         return mesh
@@ -131,8 +128,9 @@ def decimate(mesh: trimesh.Trimesh, faces: int) -> trimesh.Trimesh:
     for _ in range(4):  # the simplifier may stop a little above its target: aim lower
         points, triangles = fast_simplification.simplify(
             np.ascontiguousarray(mesh.vertices, dtype=np.float64),
-            np.ascontiguousarray(mesh.faces, dtype=np.int64), target_count=target,
-        )  # fmt: skip
+            np.ascontiguousarray(mesh.faces, dtype=np.int64),
+            target_count=target,
+        )
         if len(triangles) <= faces:
             break
         target = max(1, int(target * faces / len(triangles)) - 1)
@@ -142,11 +140,20 @@ def decimate(mesh: trimesh.Trimesh, faces: int) -> trimesh.Trimesh:
     return out
 
 
-def extract_mesh(density: DensityFn, resolution: int = 128, box_size: float = 1.0,
-                 level: float | str | None = 10.0, border: float = BORDER_FRACTION,
-                 color: ColorFn | None = None, device="cpu", *, ray_step: float | None = None,
-                 keep: str = "largest", smooth: int = 0,
-                 faces: int | None = None) -> trimesh.Trimesh:  # fmt: skip
+def extract_mesh(
+    density: DensityFn,
+    resolution: int = 128,
+    box_size: float = 1.0,
+    level: float | str | None = 10.0,
+    border: float = BORDER_FRACTION,
+    color: ColorFn | None = None,
+    device="cpu",
+    *,
+    ray_step: float | None = None,
+    keep: str = "largest",
+    smooth: int = 0,
+    faces: int | None = None,
+) -> trimesh.Trimesh:
     """Marching cubes on the density grid; world-space vertices, outward faces, optional vertex
     colours (see the module docstring for each step).
 
@@ -181,8 +188,7 @@ def extract_mesh(density: DensityFn, resolution: int = 128, box_size: float = 1.
     if keep == "largest":
         mesh = keep_largest(mesh)
     if smooth:
-        trimesh.smoothing.filter_taubin(mesh, lamb=TAUBIN_LAMBDA, nu=-TAUBIN_MU,
-                                        iterations=2 * smooth)  # fmt: skip
+        trimesh.smoothing.filter_taubin(mesh, lamb=TAUBIN_LAMBDA, nu=-TAUBIN_MU, iterations=2 * smooth)
     if faces is not None:
         mesh = decimate(mesh, faces)
     if color is not None and len(mesh.vertices):

@@ -153,17 +153,27 @@ def _served_names(config: ServeConfig) -> set[str]:
 
     names.add(socket.gethostname().lower())
     for addresses in psutil.net_if_addrs().values():
-        names.update(a.address.split("%", 1)[0].lower() for a in addresses
-                     if a.family in (socket.AF_INET, socket.AF_INET6))  # fmt: skip
+        names.update(
+            a.address.split("%", 1)[0].lower()
+            for a in addresses
+            if a.family in (socket.AF_INET, socket.AF_INET6)
+        )
     return names
 
 
 SECURITY_SCHEMES = {
-    "ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER,
-               "description": "the server's key (AVATAR_API_KEY where it runs)"},
-    "Bearer": {"type": "http", "scheme": "bearer",
-               "description": "the same key as `Authorization: Bearer <key>`"},
-}  # fmt: skip
+    "ApiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": API_KEY_HEADER,
+        "description": "the server's key (AVATAR_API_KEY where it runs)",
+    },
+    "Bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the same key as `Authorization: Bearer <key>`",
+    },
+}
 PUBLIC_PATHS = ("/healthz",)
 FILE_CONTENT = {
     media: {"schema": {"type": "string", "format": "binary"}}
@@ -222,10 +232,13 @@ def _openapi() -> dict:
             if field.get("default", 0) is None:
                 del field["default"]
         form["properties"] = {
-            "image": {"type": "string", "format": "binary",
-                      "description": "the picture: PNG, JPEG or WebP (BMP, GIF, TIFF also work)"},
+            "image": {
+                "type": "string",
+                "format": "binary",
+                "description": "the picture: PNG, JPEG or WebP (BMP, GIF, TIFF also work)",
+            },
             **form["properties"],
-        }  # fmt: skip
+        }
         form["required"] = ["image"]
         api.openapi_schema = spec
     return api.openapi_schema
@@ -237,11 +250,17 @@ api.openapi = _openapi
 def _job(options: AvatarOptions, seed: int | None = None, image: bytes | None = None):
     extra = options.model_dump(include={"num_samples", "guidance"})
     return AvatarJob(
-        seed=seed, image=image, views=options.views, resolution=options.resolution,
-        mesh=options.mesh, mesh_resolution=options.mesh_resolution,
-        turntable=options.turntable, frames=options.frames, truncation=options.truncation,
+        seed=seed,
+        image=image,
+        views=options.views,
+        resolution=options.resolution,
+        mesh=options.mesh,
+        mesh_resolution=options.mesh_resolution,
+        turntable=options.turntable,
+        frames=options.frames,
+        truncation=options.truncation,
         **extra,
-    )  # fmt: skip
+    )
 
 
 @serve.deployment(name="AvatarIngress", ray_actor_options={"num_cpus": 0})
@@ -256,8 +275,7 @@ class AvatarIngress:
         self.api_key = api_key or os.environ.get(self.config.api_key_env) or None
         self.hosts = _served_names(self.config)
         root = self.config.results_dir or platform_home() / "serve" / "results"
-        self.store = ResultStore(Path(root), self.config.max_results,
-                                 self.config.max_results_bytes)  # fmt: skip
+        self.store = ResultStore(Path(root), self.config.max_results, self.config.max_results_bytes)
         self._info: ModelInfo | None = None
         self._info_lock = asyncio.Lock()
 
@@ -273,10 +291,11 @@ class AvatarIngress:
         if is_loopback(host) or host.endswith(".localhost") or host in self.hosts:
             return
         raise ApiError(
-            421, f"this server has no API key and answers only requests addressed to "
+            421,
+            f"this server has no API key and answers only requests addressed to "
             f"localhost, a loopback IP or its own names, not Host '{host[:100]}'; set "
-            f"{self.config.api_key_env} where it runs, or list the name in allowed_hosts"
-        )  # fmt: skip
+            f"{self.config.api_key_env} where it runs, or list the name in allowed_hosts",
+        )
 
     def _authorize(self, request: Request) -> None:
         if self.api_key is None:
@@ -324,11 +343,15 @@ class AvatarIngress:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ApiError(400, f"the body is not valid JSON ({err})") from None
         except RecursionError:
-            raise ApiError(400, "the JSON body is nested too deeply; a request is one flat "
-                                'object like {"seeds": [0, 1], "views": 4}') from None  # fmt: skip
+            raise ApiError(
+                400,
+                'the JSON body is nested too deeply; a request is one flat object like {"seeds": [0, 1], "views": 4}',
+            ) from None
         if not isinstance(data, dict):
-            raise ApiError(400, f"the JSON body is a {type(data).__name__}, expected an object "
-                                'like {"seeds": [0, 1], "views": 4}')  # fmt: skip
+            raise ApiError(
+                400,
+                f'the JSON body is a {type(data).__name__}, expected an object like {{"seeds": [0, 1], "views": 4}}',
+            )
         try:
             # strict: JSON has types, and `true` or "5" is not a number of views or a seed;
             # but 2.0 is an integer, as JSON Schema (and so the spec) has it
@@ -344,7 +367,7 @@ class AvatarIngress:
     async def _upload(self, request: Request) -> tuple[AvatarOptions, list[AvatarJob]]:
         from starlette.datastructures import UploadFile
 
-        from avatar_platform.pipelines.inference.image_input import load_image
+        from avatar_platform.formats.pictures import load_image
 
         limit = self.config.max_upload_bytes
         self._declared_length(request, limit + MULTIPART_OVERHEAD, "the upload")
@@ -359,9 +382,10 @@ class AvatarIngress:
         kind = (upload.content_type or "").split(";")[0].strip().lower()
         if not (kind.startswith("image/") or kind in GENERIC_TYPES):
             raise ApiError(
-                415, f"the upload's content type is '{kind}', expected a picture: image/png, "
-                "image/jpeg, image/webp (or application/octet-stream: the bytes decide)"
-            )  # fmt: skip
+                415,
+                f"the upload's content type is '{kind}', expected a picture: image/png, "
+                "image/jpeg, image/webp (or application/octet-stream: the bytes decide)",
+            )
         data = await upload.read(limit + 1)
         if len(data) > limit:
             raise ApiError(413, f"the picture is over {limit} bytes (this server's limit)")
@@ -372,11 +396,18 @@ class AvatarIngress:
         options = within_limits(options, self.config)
         self._check_limits(options)
         if not (await self._model_info()).image_conditioning:
-            raise ApiError(422, "the live model has no image conditioning (a generator-only "
-                                "package); send seeds as JSON instead")  # fmt: skip
+            raise ApiError(
+                422,
+                "the live model has no image conditioning (a generator-only package); send seeds as JSON instead",
+            )
         try:
-            await asyncio.to_thread(load_image, data, name="the uploaded picture",
-                                    max_bytes=limit, max_pixels=self.config.max_pixels)  # fmt: skip
+            await asyncio.to_thread(
+                load_image,
+                data,
+                name="the uploaded picture",
+                max_bytes=limit,
+                max_pixels=self.config.max_pixels,
+            )
         except AvatarPlatformError as err:
             raise ApiError(422, err.message) from None
         return options, [_job(options, image=data)]
@@ -394,14 +425,18 @@ class AvatarIngress:
         responses = []
         try:
             responses = calls()
-            return await asyncio.wait_for(asyncio.gather(*responses),
-                                          self.config.request_timeout_s)  # fmt: skip
+            return await asyncio.wait_for(asyncio.gather(*responses), self.config.request_timeout_s)
         except TimeoutError:
-            error = ApiError(504, f"the avatars took over {self.config.request_timeout_s:g} s; "
-                                  "ask for fewer seeds, views or frames")  # fmt: skip
+            error = ApiError(
+                504,
+                f"the avatars took over {self.config.request_timeout_s:g} s; ask for fewer seeds, views or frames",
+            )
         except BackPressureError:
-            error = ApiError(503, "every model replica is busy and its queue is full; retry "
-                                  "shortly", headers={"Retry-After": "1"})  # fmt: skip
+            error = ApiError(
+                503,
+                "every model replica is busy and its queue is full; retry shortly",
+                headers={"Retry-After": "1"},
+            )
         for response in responses:
             # a refused call re-raises its refusal when cancelled: nothing is left to stop there
             with contextlib.suppress(Exception):
@@ -415,15 +450,24 @@ class AvatarIngress:
     async def healthz(self) -> dict:
         return {"status": "ok"}
 
-    @api.get("/v1/model", response_model=ModelInfo, responses=ERRORS,
-             summary="the live model and its registered version")  # fmt: skip
+    @api.get(
+        "/v1/model",
+        response_model=ModelInfo,
+        responses=ERRORS,
+        summary="the live model and its registered version",
+    )
     async def model_info(self, request: Request) -> ModelInfo:
         self._authorize(request)
         return await self._model_info()
 
-    @api.post("/v1/avatars", status_code=201, response_model=AvatarSet, responses=ERRORS,
-              openapi_extra=_request_body_spec(),
-              summary="avatars from seeds (JSON) or from a picture (multipart, field `image`)")  # fmt: skip
+    @api.post(
+        "/v1/avatars",
+        status_code=201,
+        response_model=AvatarSet,
+        responses=ERRORS,
+        openapi_extra=_request_body_spec(),
+        summary="avatars from seeds (JSON) or from a picture (multipart, field `image`)",
+    )
     async def create(self, request: Request) -> AvatarSet:
         self._authorize(request)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -432,9 +476,12 @@ class AvatarIngress:
         elif content_type == "multipart/form-data":
             options, jobs = await self._upload(request)
         else:
-            raise ApiError(415, f"content type '{content_type or 'none'}'; expected "
-                                "application/json (seeds) or multipart/form-data (a picture "
-                                "in the field 'image')")  # fmt: skip
+            raise ApiError(
+                415,
+                f"content type '{content_type or 'none'}'; expected "
+                "application/json (seeds) or multipart/form-data (a picture "
+                "in the field 'image')",
+            )
         info = await self._model_info()
         batches = await self._answer(lambda: [self.model.remote(job) for job in jobs])
         rendered = [avatar for batch in batches for avatar in batch]
@@ -446,46 +493,61 @@ class AvatarIngress:
             names = avatar_files(index, avatar)
             files.update(names)
             link = {name.split("-", 1)[1].rsplit(".", 1)[0]: f"{base}/{name}" for name in names}
-            avatars.append({
-                "index": index, "seed": avatar.seed, "sample": avatar.sample,
-                "views": [link[f"view{v}"] for v in range(len(avatar.views))],
-                "views_grid": link["views"], "turntable": link.get("turntable"),
-                "mesh": link.get("mesh"), "mesh_faces": avatar.mesh_faces,
-            })  # fmt: skip
+            avatars.append(
+                {
+                    "index": index,
+                    "seed": avatar.seed,
+                    "sample": avatar.sample,
+                    "views": [link[f"view{v}"] for v in range(len(avatar.views))],
+                    "views_grid": link["views"],
+                    "turntable": link.get("turntable"),
+                    "mesh": link.get("mesh"),
+                    "mesh_faces": avatar.mesh_faces,
+                }
+            )
         result = AvatarSet(
-            id=result_id, created=datetime.now(UTC).isoformat(timespec="seconds"), model=info,
-            options=options.model_dump(), avatars=avatars, links={"self": base},
-        )  # fmt: skip
+            id=result_id,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            model=info,
+            options=options.model_dump(),
+            avatars=avatars,
+            links={"self": base},
+        )
         await asyncio.to_thread(self.store.save, result_id, files, result.model_dump())
         return result
 
-    @api.get("/v1/avatars/{result_id}", response_model=AvatarSet, responses=ERRORS,
-             summary="a result set again")  # fmt: skip
+    @api.get(
+        "/v1/avatars/{result_id}", response_model=AvatarSet, responses=ERRORS, summary="a result set again"
+    )
     async def result(self, result_id: str, request: Request) -> AvatarSet:
         self._authorize(request)
         manifest = self.store.manifest(result_id)
         if manifest is None:
-            raise ApiError(404, f"no result '{result_id[:40]}'; ids are 32 hex digits from "
-                                "POST /v1/avatars")  # fmt: skip
+            raise ApiError(404, f"no result '{result_id[:40]}'; ids are 32 hex digits from POST /v1/avatars")
         return AvatarSet.model_validate(manifest)
 
-    @api.get("/v1/avatars/{result_id}/{name}", response_class=Response,
-             responses={200: {"description": "the file", "content": FILE_CONTENT}, **ERRORS},
-             summary="a file of a result set: views (PNG), turntable (GIF), mesh (GLB)")  # fmt: skip
+    @api.get(
+        "/v1/avatars/{result_id}/{name}",
+        response_class=Response,
+        responses={200: {"description": "the file", "content": FILE_CONTENT}, **ERRORS},
+        summary="a file of a result set: views (PNG), turntable (GIF), mesh (GLB)",
+    )
     async def result_file(self, result_id: str, name: str, request: Request) -> Response:
         self._authorize(request)
         path = self.store.file(result_id, name)
         if path is None:
             raise ApiError(404, f"no file '{name[:80]}' in result '{result_id[:40]}'")
-        return FileResponse(path, media_type=MEDIA_TYPES[path.suffix[1:]],
-                            headers={"Cache-Control": "private, max-age=86400, immutable"})  # fmt: skip
+        return FileResponse(
+            path,
+            media_type=MEDIA_TYPES[path.suffix[1:]],
+            headers={"Cache-Control": "private, max-age=86400, immutable"},
+        )
 
     @api.get("/openapi.json", include_in_schema=False)
     async def openapi(self, request: Request) -> JSONResponse:
         self._authorize(request)
         root = request.scope.get("root_path", "").rstrip("/")
-        return JSONResponse(_instance_spec(api.openapi(), self.config, self.api_key is not None,
-                                           root))  # fmt: skip
+        return JSONResponse(_instance_spec(api.openapi(), self.config, self.api_key is not None, root))
 
     @api.get("/", include_in_schema=False)
     @api.head("/", include_in_schema=False)
@@ -509,9 +571,10 @@ def build_app(args: dict) -> serve.Application:
         ) from None
     if not config.model:
         raise AvatarPlatformError(
-            "no model to serve", expected="`model`: a model folder or MLflow URI",
+            "no model to serve",
+            expected="`model`: a model folder or MLflow URI",
             fix="pass --model models:/styleavatar3d@champion (or a `train` output folder)",
-        )  # fmt: skip
+        )
     model = AvatarModel.options(
         autoscaling_config=config.autoscaling_config(),
         max_ongoing_requests=config.max_ongoing_requests,

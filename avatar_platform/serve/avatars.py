@@ -34,10 +34,16 @@ class AvatarJob:
 
     def request(self) -> AvatarRequest:
         return AvatarRequest(
-            index=0, seed=self.seed, image=self.image, views=self.views,
-            truncation=self.truncation, mesh=self.mesh, mesh_resolution=self.mesh_resolution,
-            num_samples=self.num_samples, guidance=self.guidance,
-        )  # fmt: skip
+            index=0,
+            seed=self.seed,
+            image=self.image,
+            views=self.views,
+            truncation=self.truncation,
+            mesh=self.mesh,
+            mesh_resolution=self.mesh_resolution,
+            num_samples=self.num_samples,
+            guidance=self.guidance,
+        )
 
 
 @dataclass(frozen=True)
@@ -73,13 +79,14 @@ def render_jobs(
 ) -> list[list[RenderedAvatar]]:
     """The avatars of each job (a seed gives one, a picture `num_samples`), in job order."""
     generator = model.generator
-    avatars = [(j, sample, ws) for j, job in enumerate(jobs)
-               for sample, ws in enumerate(model.avatars(job.request()))]  # fmt: skip
+    avatars = [
+        (j, sample, ws)
+        for j, job in enumerate(jobs)
+        for sample, ws in enumerate(model.avatars(job.request()))
+    ]
     # every view of every avatar in the batch goes through the generator together
     yaws = [sampling.view_yaws(jobs[j].views) for j, _, _ in avatars]
-    ws_all = torch.cat(
-        [ws.expand(len(y), -1, -1) for (_, _, ws), y in zip(avatars, yaws, strict=True)]
-    )
+    ws_all = torch.cat([ws.expand(len(y), -1, -1) for (_, _, ws), y in zip(avatars, yaws, strict=True)])
     images = sampling.render_pairs(generator, ws_all, [yaw for y in yaws for yaw in y], chunk)
     out: list[list[RenderedAvatar]] = [[] for _ in jobs]
     start = 0
@@ -90,9 +97,7 @@ def render_jobs(
         mesh = model.mesh(ws, job.mesh_resolution) if job.mesh else None
         turntable = None
         if job.turntable:
-            frames = [
-                _resized(f, job.resolution) for f in sampling.turntable(generator, ws, job.frames)
-            ]
+            frames = [_resized(f, job.resolution) for f in sampling.turntable(generator, ws, job.frames)]
             turntable = _gif(frames)
         out[j].append(
             RenderedAvatar(

@@ -56,16 +56,21 @@ def _multipart(picture: Path, fields: dict) -> tuple[bytes, str]:
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
         f'filename="{picture.name}"\r\nContent-Type: {kind}\r\n\r\n'.encode()
-        + picture.read_bytes() + b"\r\n"
-    )  # fmt: skip
-    return b"".join(
-        parts
-    ) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+        + picture.read_bytes()
+        + b"\r\n"
+    )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def request_avatars(url: str, out: Path, seeds: list[int] | None = None,
-                    picture: Path | None = None, options: dict | None = None,
-                    api_key: str | None = None, timeout: float = 300) -> dict:  # fmt: skip
+def request_avatars(
+    url: str,
+    out: Path,
+    seeds: list[int] | None = None,
+    picture: Path | None = None,
+    options: dict | None = None,
+    api_key: str | None = None,
+    timeout: float = 300,
+) -> dict:
     """POST one request, then download every file of its result set into `out` (with
     `avatars.json`); returns the result set."""
     url = url.rstrip("/")
@@ -76,8 +81,9 @@ def request_avatars(url: str, out: Path, seeds: list[int] | None = None,
         body, content_type = _multipart(Path(picture), fields)
     else:
         body, content_type = json.dumps({"seeds": seeds, **options}).encode(), "application/json"
-    created = urllib.request.Request(f"{url}/v1/avatars", data=body, method="POST",
-                                     headers={**headers, "Content-Type": content_type})  # fmt: skip
+    created = urllib.request.Request(
+        f"{url}/v1/avatars", data=body, method="POST", headers={**headers, "Content-Type": content_type}
+    )
     result = json.loads(_call(created, timeout))
     out.mkdir(parents=True, exist_ok=True)
     root = url.split("/", 3)[:3]  # links are absolute paths on the server

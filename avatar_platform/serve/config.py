@@ -17,8 +17,7 @@ class ServeConfig(StrictConfig):
     """One Serve application: an ingress deployment in front of an autoscaled model deployment."""
 
     model: str | None = Field(
-        None,
-        description="model folder, `train` output or MLflow URI (models:/styleavatar3d@champion)",
+        None, description="model folder, `train` output or MLflow URI (models:/styleavatar3d@champion)"
     )
     host: str = Field("127.0.0.1", description="HTTP host (0.0.0.0 to listen on every interface)")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port")
@@ -45,9 +44,7 @@ class ServeConfig(StrictConfig):
         32, ge=1, description="avatars waiting for a replica before new requests get 503"
     )
     max_batch_size: int = Field(4, ge=1, description="avatars rendered together by a replica")
-    batch_wait_timeout_s: float = Field(
-        0.05, ge=0, description="how long a replica waits to fill a batch"
-    )
+    batch_wait_timeout_s: float = Field(0.05, ge=0, description="how long a replica waits to fill a batch")
     render_chunk: int = Field(16, ge=1, description="images per synthesis call (memory bound)")
     request_timeout_s: float = Field(120.0, gt=0, description="a request's longest run")
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest upload")
@@ -63,8 +60,7 @@ class ServeConfig(StrictConfig):
     max_results_bytes: int = Field(
         2 * 1024**3,
         ge=1,
-        description="bytes of result sets kept on disk (the oldest are deleted first; the newest "
-        "set is always kept)",
+        description="bytes of result sets kept on disk (the oldest are deleted first; the newest set is always kept)",
     )
     results_dir: str | None = Field(
         None, description="where results are written (default: <platform home>/serve/results)"

@@ -28,8 +28,9 @@ def keep_replica_grpc_on_loopback() -> None:
         return
     original = getattr(replica, "add_port_to_grpc_server", None)
     if original is None:
-        logger.warning("Ray Serve no longer binds replica gRPC ports the known way: check "
-                       "that replicas listen on loopback only")  # fmt: skip
+        logger.warning(
+            "Ray Serve no longer binds replica gRPC ports the known way: check that replicas listen on loopback only"
+        )
         return
     if getattr(original, "avatar_loopback", False):
         return

@@ -23,7 +23,7 @@ def load_served_model(config: ServeConfig):
     the version reported is the one loaded even if the alias moves meanwhile."""
     import torch
 
-    from avatar_platform.pipelines.inference.model_loading import resolve_package_folder
+    from avatar_platform.formats.model_folder import resolve_package_folder
     from avatar_platform.pipelines.inference.pyfunc import load_model
     from avatar_platform.pipelines.inference.registry import pin_alias
 
@@ -31,10 +31,12 @@ def load_served_model(config: ServeConfig):
     device = "cuda" if config.num_gpus > 0 and torch.cuda.is_available() else "cpu"
     model = load_model(resolve_package_folder(spec), device=device)
     info = ModelInfo(
-        uri=config.model, **(asdict(reference) if reference else {}),
+        uri=config.model,
+        **(asdict(reference) if reference else {}),
         image_conditioning=model.has_image_conditioning,
-        resolution=model.generator.config.img_resolution, device=device,
-    )  # fmt: skip
+        resolution=model.generator.config.img_resolution,
+        device=device,
+    )
     return model, info
 
 

@@ -47,9 +47,7 @@ class ImageOptions(AvatarOptions):
     """`POST /v1/avatars` as a multipart upload: the picture in `image`, these as form fields."""
 
     num_samples: int = Field(1, ge=1, description="avatars made from the picture (they differ)")
-    guidance: float | None = Field(
-        None, ge=0.0, le=30.0, description="guidance λ (default: the model's own)"
-    )
+    guidance: float | None = Field(None, ge=0.0, le=30.0, description="guidance λ (default: the model's own)")
 
 
 class ModelInfo(BaseModel):
@@ -91,8 +89,13 @@ class ErrorBody(BaseModel):
 
 
 # request field → the ServeConfig limit on it
-LIMITS = {"views": "max_views", "resolution": "max_resolution", "frames": "max_frames",
-          "mesh_resolution": "max_mesh_resolution", "num_samples": "max_seeds"}  # fmt: skip
+LIMITS = {
+    "views": "max_views",
+    "resolution": "max_resolution",
+    "frames": "max_frames",
+    "mesh_resolution": "max_mesh_resolution",
+    "num_samples": "max_seeds",
+}
 
 
 def within_limits(options: AvatarOptions, config: ServeConfig) -> AvatarOptions:
@@ -116,9 +119,7 @@ def check_limits(options: AvatarOptions, config: ServeConfig, seeds: int = 0) ->
     for field, limit in LIMITS.items():
         value = getattr(options, field, None)
         if value is not None and value > getattr(config, limit):
-            problems.append(
-                f"{field} is {value}, this server allows at most {getattr(config, limit)}"
-            )
+            problems.append(f"{field} is {value}, this server allows at most {getattr(config, limit)}")
     return problems
 
 

@@ -38,9 +38,20 @@ def test_version(capsys):
 def test_dry_run_prints_the_resolved_config_and_writes_nothing(capsys, tmp_path):
     out_dir = tmp_path / "ds"
     code, out, _ = _run(
-        capsys, "generate", "--preset", "tiny", "--num-images", "12", "--styles", "anime,voxel",
-        "--steps", "3", "--out", str(out_dir), "--dry-run",
-    )  # fmt: skip
+        capsys,
+        "generate",
+        "--preset",
+        "tiny",
+        "--num-images",
+        "12",
+        "--styles",
+        "anime,voxel",
+        "--steps",
+        "3",
+        "--out",
+        str(out_dir),
+        "--dry-run",
+    )
     assert code == 0
     resolved = json.loads(out)
     assert resolved["out"] == str(out_dir)
@@ -96,9 +107,7 @@ def test_generate_info_preview_and_mlflow_record(capsys, ray_session, tmp_path):
     assert code == 0
     assert "images       16 at 32x32" in out and "verified     " in out
 
-    code, out, _ = _run(
-        capsys, "dataset", "preview", str(out_dir), "--out", str(tmp_path / "p.png")
-    )
+    code, out, _ = _run(capsys, "dataset", "preview", str(out_dir), "--out", str(tmp_path / "p.png"))
     assert code == 0 and (tmp_path / "p.png").stat().st_size > 0
 
     import mlflow
@@ -187,9 +196,8 @@ def test_bad_template_meshes(capsys, tmp_path, landmarks, garbage, message):
         mesh_path.write_bytes(b"\x00\x01 this is not a mesh")
     out_dir = tmp_path / "ds"
     code, _, err = _run(
-        capsys, "generate", "--preset", "tiny", "--template-mesh", str(mesh_path),
-        "--out", str(out_dir),
-    )  # fmt: skip
+        capsys, "generate", "--preset", "tiny", "--template-mesh", str(mesh_path), "--out", str(out_dir)
+    )
     assert code == 2 and message in err
     assert not out_dir.exists()
 
@@ -215,8 +223,8 @@ def test_more_workers_than_the_cluster_holds(capsys, ray_session, tmp_path):
     cpus = int(ray.cluster_resources()["CPU"])
     out_dir = tmp_path / "ds"
     code, _, err = _run(
-        capsys, "generate", "--preset", "tiny", "--workers", str(cpus + 1), "--out", str(out_dir),
-    )  # fmt: skip
+        capsys, "generate", "--preset", "tiny", "--workers", str(cpus + 1), "--out", str(out_dir)
+    )
     assert code == 2
     assert f"{cpus + 1} workers need {cpus + 1} CPUs but the Ray cluster has {cpus}" in err
     assert not (out_dir / "dataset.json").exists()

@@ -44,32 +44,69 @@ def test_every_command_takes_relative_paths(capsys, ray_session, tmp_path, monke
     """generate → train gan → sample → train diffusion, each with paths relative to the
     working folder (Ray's tasks and workers run in other folders)."""
     monkeypatch.chdir(tmp_path)
-    code, _, err = _run(capsys, "generate", "--preset", "tiny", "--out", "ds", "--no-track",
-                        "--no-preview")  # fmt: skip
+    code, _, err = _run(capsys, "generate", "--preset", "tiny", "--out", "ds", "--no-track", "--no-preview")
     assert code == 0, err
     assert (tmp_path / "ds" / "dataset.json").is_file()
-    code, stdout, err = _run(capsys, "train", "gan", "--preset", "tiny", "--data", "ds",
-                             "--out", "gan", "--steps", "2", "--no-track")  # fmt: skip
+    code, stdout, err = _run(
+        capsys,
+        "train",
+        "gan",
+        "--preset",
+        "tiny",
+        "--data",
+        "ds",
+        "--out",
+        "gan",
+        "--steps",
+        "2",
+        "--no-track",
+    )
     assert code == 0, err
     assert (tmp_path / "gan" / "model" / "generator_ema.safetensors").is_file()
-    code, stdout, err = _run(capsys, "sample", "--model", "gan", "--seeds", "0", "--views", "1",
-                             "--no-turntable", "--out", "s")  # fmt: skip
+    code, stdout, err = _run(
+        capsys, "sample", "--model", "gan", "--seeds", "0", "--views", "1", "--no-turntable", "--out", "s"
+    )
     assert code == 0, err
     assert (tmp_path / "s" / "views.png").is_file()
-    code, stdout, err = _run(capsys, "train", "diffusion", "--preset", "tiny", "--generator",
-                             "gan", "--out", "diff", "--steps", "2", "--no-track")  # fmt: skip
+    code, stdout, err = _run(
+        capsys,
+        "train",
+        "diffusion",
+        "--preset",
+        "tiny",
+        "--generator",
+        "gan",
+        "--out",
+        "diff",
+        "--steps",
+        "2",
+        "--no-track",
+    )
     assert code == 0, err
     assert (tmp_path / "diff" / "model" / "style_denoiser.json").is_file()
 
 
-def test_train_diffusion_takes_a_relative_generator(capsys, ray_session, tiny_generator,
-                                                    tmp_path, monkeypatch):  # fmt: skip
+def test_train_diffusion_takes_a_relative_generator(
+    capsys, ray_session, tiny_generator, tmp_path, monkeypatch
+):
     """`--generator gan` used to reach the Ray Train workers as typed and fail there (their
     working folder is Ray Train's), after every restart."""
     shutil.copytree(tiny_generator, tmp_path / "gan")
     monkeypatch.chdir(tmp_path)
-    code, stdout, err = _run(capsys, "train", "diffusion", "--preset", "tiny", "--generator",
-                             "gan", "--out", "diff", "--steps", "2", "--no-track")  # fmt: skip
+    code, stdout, err = _run(
+        capsys,
+        "train",
+        "diffusion",
+        "--preset",
+        "tiny",
+        "--generator",
+        "gan",
+        "--out",
+        "diff",
+        "--steps",
+        "2",
+        "--no-track",
+    )
     assert code == 0, err
     assert (tmp_path / "diff" / "model" / "style_denoiser.json").is_file()
     assert f"model    {tmp_path / 'diff' / 'model'}" in stdout
@@ -83,9 +120,21 @@ def test_a_worker_error_a_restart_cannot_fix_is_shown_at_once_and_fails_the_run(
     not_clip = tmp_path / "not-clip"
     not_clip.mkdir()
     out = tmp_path / "run"
-    code, _, err = _run(capsys, "train", "diffusion", "--preset", "tiny", "--generator",
-                        str(tiny_generator), "--encoder", "clip", "--clip-model", str(not_clip),
-                        "--out", str(out))  # fmt: skip
+    code, _, err = _run(
+        capsys,
+        "train",
+        "diffusion",
+        "--preset",
+        "tiny",
+        "--generator",
+        str(tiny_generator),
+        "--encoder",
+        "clip",
+        "--clip-model",
+        str(not_clip),
+        "--out",
+        str(out),
+    )
     assert code == 2
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: training failed on worker 0"), err
@@ -98,7 +147,7 @@ def _attempt_then_fail(loop_config: dict) -> None:
     with open(loop_config["attempts"], "a") as handle:
         handle.write("attempt\n")
     if loop_config["kind"] == "value":
-        from avatar_platform.pipelines.inference.image_input import image_tensor
+        from avatar_platform.formats.pictures import image_tensor
 
         image_tensor(Image.new("L", (8, 8)), 8)  # our own code raises ValueError: not RGB
     raise RuntimeError("the collective lost a peer")
@@ -121,8 +170,16 @@ def test_deterministic_errors_are_not_retried(ray_session, tmp_path, kind, attem
     out.mkdir()
     record = tmp_path / "attempts.txt"
     with pytest.raises(AvatarPlatformError) as caught:
-        fit(_attempt_then_fail, {"attempts": str(record), "kind": kind}, out=out, workers=1,
-            gpu=False, steps=1, max_failures=1, run_id=None)  # fmt: skip
+        fit(
+            _attempt_then_fail,
+            {"attempts": str(record), "kind": kind},
+            out=out,
+            workers=1,
+            gpu=False,
+            steps=1,
+            max_failures=1,
+            run_id=None,
+        )
     assert message in caught.value.message
     assert caught.value.message.startswith("training failed on worker 0")
     assert record.read_text().count("attempt") == attempts
@@ -142,11 +199,9 @@ def test_an_undecodable_dataset_is_one_error_before_training(capsys, ray_session
     for part in (data / "data").glob("*.parquet"):
         table = pq.read_table(part)
         garbage = pa.array([b"not a png"] * table.num_rows, pa.binary())
-        pq.write_table(table.set_column(table.schema.get_field_index("image"), "image", garbage),
-                       part)  # fmt: skip
+        pq.write_table(table.set_column(table.schema.get_field_index("image"), "image", garbage), part)
     out = tmp_path / "run"
-    code, _, err = _run(capsys, "train", "gan", "--preset", "tiny", "--data", str(data),
-                        "--out", str(out))  # fmt: skip
+    code, _, err = _run(capsys, "train", "gan", "--preset", "tiny", "--data", str(data), "--out", str(out))
     assert code == 2
     assert "cannot read the dataset" in err and "UnidentifiedImageError" in err, err
     assert not (out / "run.json").exists()
@@ -158,8 +213,7 @@ def test_sample_an_image_with_a_gan_only_model_creates_no_out_folder(capsys, tmp
     picture = tmp_path / "face.png"
     Image.new("RGB", (32, 32), "white").save(picture)
     out = tmp_path / "out"
-    code, _, err = _run(capsys, "sample", "--model", str(model), "--image", str(picture),
-                        "--out", str(out))  # fmt: skip
+    code, _, err = _run(capsys, "sample", "--model", str(model), "--image", str(picture), "--out", str(out))
     assert code == 2 and "no style diffusion" in err
     assert not out.exists()
 
@@ -186,22 +240,16 @@ def silent_ray_client():
         conn.close()
 
 
-def test_a_cluster_that_times_out_leaves_no_folder_behind(silent_ray_client, tiny_generator,
-                                                          tmp_path):  # fmt: skip
+def test_a_cluster_that_times_out_leaves_no_folder_behind(silent_ray_client, tiny_generator, tmp_path):
     # a fresh process (this one is connected to the tests' Ray already), with short timeouts
-    env = {**os.environ, "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "1",
-           "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "1",
+        "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "1",
+    }
     commands = {
         "ds": ["generate", "--preset", "tiny", "--no-track"],
-        "diff": [
-            "train",
-            "diffusion",
-            "--preset",
-            "tiny",
-            "--generator",
-            str(tiny_generator),
-            "--no-track",
-        ],  # fmt: skip
+        "diff": ["train", "diffusion", "--preset", "tiny", "--generator", str(tiny_generator), "--no-track"],
     }
     for name, argv in commands.items():
         out = tmp_path / name
@@ -215,7 +263,7 @@ def test_a_cluster_that_times_out_leaves_no_folder_behind(silent_ray_client, tin
                 str(out),
                 "--ray-address",
                 silent_ray_client,
-            ],  # fmt: skip
+            ],
             env=env,
             capture_output=True,
             text=True,

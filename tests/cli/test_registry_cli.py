@@ -58,8 +58,7 @@ def _aliases(capsys) -> dict[int, list[str]]:
     return {v["version"]: v["aliases"] for v in json.loads(out)}
 
 
-def test_register_promote_gate_force_rollback_and_sample_the_champion(capsys, registered,
-                                                                     tmp_path):  # fmt: skip
+def test_register_promote_gate_force_rollback_and_sample_the_champion(capsys, registered, tmp_path):
     assert "registered styleavatar3d version 1 (generator-only, FID 50)" in registered[0]
     assert "registry promote styleavatar3d 1 --alias champion" in registered[0]
     assert "registered styleavatar3d version 2 (generator-only, FID 80)" in registered[1]
@@ -67,16 +66,14 @@ def test_register_promote_gate_force_rollback_and_sample_the_champion(capsys, re
     code, out, _ = _run(capsys, "registry", "promote", "styleavatar3d", "1", "--alias", "champion")
     assert code == 0 and "styleavatar3d@champion → version 1 (FID 50)" in out
     # 'latest' is the newest version (2, FID 80): the gate applies to it too
-    code, _, err = _run(capsys, "registry", "promote", "styleavatar3d", "latest", "--alias",
-                        "champion")  # fmt: skip
+    code, _, err = _run(capsys, "registry", "promote", "styleavatar3d", "latest", "--alias", "champion")
     assert code == 2 and "version 2 (FID 80) is worse" in err
     code, _, err = _run(capsys, "registry", "promote", "styleavatar3d", "2", "--alias", "champion")
     assert code == 2
     assert "version 2 (FID 80) is worse than version 1 (FID 50)" in err and "--force" in err
     assert _aliases(capsys)[1] == ["champion"]
 
-    code, out, _ = _run(capsys, "registry", "promote", "styleavatar3d", "2", "--alias",
-                        "champion", "--force")  # fmt: skip
+    code, out, _ = _run(capsys, "registry", "promote", "styleavatar3d", "2", "--alias", "champion", "--force")
     assert code == 0 and "(was version 1, FID 50)" in out
     code, out, _ = _run(capsys, "registry", "list")
     assert code == 0
@@ -88,8 +85,19 @@ def test_register_promote_gate_force_rollback_and_sample_the_champion(capsys, re
     assert _aliases(capsys) == {2: [], 1: ["champion"]}
 
     samples = tmp_path / "samples"
-    code, out, err = _run(capsys, "sample", "--model", "models:/styleavatar3d@champion", "--seeds",
-                          "0-1", "--views", "2", "--no-turntable", "--out", str(samples))  # fmt: skip
+    code, out, err = _run(
+        capsys,
+        "sample",
+        "--model",
+        "models:/styleavatar3d@champion",
+        "--seeds",
+        "0-1",
+        "--views",
+        "2",
+        "--no-turntable",
+        "--out",
+        str(samples),
+    )
     assert code == 0, err
     assert np.asarray(Image.open(samples / "views.png")).shape == (2 * 32, 2 * 32, 3)
 

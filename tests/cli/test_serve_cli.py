@@ -29,15 +29,28 @@ def test_serve_runs_a_model_folder_until_ctrl_c(tiny_generator, tmp_path):
 
     port = _free_port()
     env = {**os.environ, "AVATAR_HOME": str(tmp_path / "home"), "AVATAR_API_KEY": "k-123456"}
-    command = [sys.executable, "-m", "avatar_platform.cli.app", "serve", "--preset", "tiny",
-               "--model", str(tiny_generator), "--port", str(port)]  # fmt: skip
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "avatar_platform.cli.app",
+        "serve",
+        "--preset",
+        "tiny",
+        "--model",
+        str(tiny_generator),
+        "--port",
+        str(port),
+    ]
+    child = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     # both pipes drained by threads, so a chatty child never blocks on a full pipe
     lines: queue.Queue[str] = queue.Queue()
     errors: list[str] = []
-    readers = [threading.Thread(target=lambda: [lines.put(line) for line in child.stdout]),
-               threading.Thread(target=lambda: errors.extend(child.stderr))]  # fmt: skip
+    readers = [
+        threading.Thread(target=lambda: [lines.put(line) for line in child.stdout]),
+        threading.Thread(target=lambda: errors.extend(child.stderr)),
+    ]
     for reader in readers:
         reader.start()
     url = f"http://127.0.0.1:{port}"
@@ -55,12 +68,12 @@ def test_serve_runs_a_model_folder_until_ctrl_c(tiny_generator, tmp_path):
         assert requests.get(f"{url}/v1/model", timeout=30).status_code == 401
         info = requests.get(f"{url}/v1/model", headers=key, timeout=60).json()
         assert info["uri"] == str(tiny_generator) and info["image_conditioning"] is False
-        made = requests.post(f"{url}/v1/avatars", json={"seeds": [0], "views": 2}, headers=key,
-                             timeout=120)  # fmt: skip
+        made = requests.post(f"{url}/v1/avatars", json={"seeds": [0], "views": 2}, headers=key, timeout=120)
         assert made.status_code == 201, made.text
         # a generator-only model refuses pictures with a reason, not a crash
-        refused = requests.post(f"{url}/v1/avatars", headers=key, timeout=60,
-                                files={"image": ("a.png", b"x", "image/png")})  # fmt: skip
+        refused = requests.post(
+            f"{url}/v1/avatars", headers=key, timeout=60, files={"image": ("a.png", b"x", "image/png")}
+        )
         assert refused.status_code == 422 and "image conditioning" in refused.json()["error"]
     finally:
         child.send_signal(signal.SIGINT)
@@ -93,8 +106,18 @@ def test_serve_config_writes_a_serve_config_ray_accepts(tmp_path, capsys, monkey
 
     monkeypatch.setenv("AVATAR_API_KEY", "k-123456")  # a secret never goes into the file
     out = tmp_path / "serve.yaml"
-    code = main(["serve", "config", "--model", "models:/styleavatar3d@champion",
-                 "--max-replicas", "4", "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "serve",
+            "config",
+            "--model",
+            "models:/styleavatar3d@champion",
+            "--max-replicas",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     document = yaml.safe_load(out.read_text())
     ServeDeploySchema.model_validate(document)
@@ -105,6 +128,5 @@ def test_serve_config_writes_a_serve_config_ray_accepts(tmp_path, capsys, monkey
     assert args["max_replicas"] == 4 and args["num_gpus"] == 1  # the paper preset's GPU replicas
     assert "api_key" not in args and "k-123456" not in out.read_text()
     assert build_app(args) is not None  # what the RayService will import and call
-    assert main(["serve", "config", "--model", "m", "--min-replicas", "5",
-                 "--max-replicas", "2"]) == 2  # fmt: skip
+    assert main(["serve", "config", "--model", "m", "--min-replicas", "5", "--max-replicas", "2"]) == 2
     assert "min_replicas" in capsys.readouterr().err

@@ -30,13 +30,17 @@ def tiny_model(tmp_path_factory):
     return folder
 
 
-def _fake_dataset(folder, resolution=32, columns=("image", "yaw", "pitch", "camera", "width",
-                                                   "height", "view_bin"), rows=8):  # fmt: skip
+def _fake_dataset(
+    folder, resolution=32, columns=("image", "yaw", "pitch", "camera", "width", "height", "view_bin"), rows=8
+):
     (folder / "data").mkdir(parents=True)
     data = {name: [0] * rows for name in columns}
     pq.write_table(pa.table(data), folder / "data" / "part-0.parquet")
-    card = {"resolution": resolution, "num_images": rows,
-            "shards": [{"file": "data/part-0.parquet", "rows": rows, "sha256": ""}]}  # fmt: skip
+    card = {
+        "resolution": resolution,
+        "num_images": rows,
+        "shards": [{"file": "data/part-0.parquet", "rows": rows, "sha256": ""}],
+    }
     (folder / "dataset.json").write_text(json.dumps(card))
     return folder
 
@@ -44,10 +48,28 @@ def _fake_dataset(folder, resolution=32, columns=("image", "yaw", "pitch", "came
 def test_sample_writes_views_turntable_walk_and_a_mesh(capsys, tiny_model, tmp_path):
     out = tmp_path / "samples"
     code, stdout, err = _run(
-        capsys, "sample", "--model", str(tiny_model), "--seeds", "0-1", "--views", "3",
-        "--frames", "4", "--walk", "0,1", "--mesh", "--mesh-resolution", "24",
-        "--mesh-level", "auto", "--mesh-format", "ply", "--out", str(out),
-    )  # fmt: skip
+        capsys,
+        "sample",
+        "--model",
+        str(tiny_model),
+        "--seeds",
+        "0-1",
+        "--views",
+        "3",
+        "--frames",
+        "4",
+        "--walk",
+        "0,1",
+        "--mesh",
+        "--mesh-resolution",
+        "24",
+        "--mesh-level",
+        "auto",
+        "--mesh-format",
+        "ply",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     views = np.asarray(Image.open(out / "views.png"))
     assert views.shape == (2 * 32, 3 * 32, 3)
@@ -65,8 +87,20 @@ def test_sample_writes_views_turntable_walk_and_a_mesh(capsys, tiny_model, tmp_p
 
 def test_same_seed_same_views(capsys, tiny_model, tmp_path):
     for name in ("a", "b"):
-        assert _run(capsys, "sample", "--model", str(tiny_model), "--seeds", "5",
-                    "--no-turntable", "--out", str(tmp_path / name))[0] == 0  # fmt: skip
+        assert (
+            _run(
+                capsys,
+                "sample",
+                "--model",
+                str(tiny_model),
+                "--seeds",
+                "5",
+                "--no-turntable",
+                "--out",
+                str(tmp_path / name),
+            )[0]
+            == 0
+        )
     a = np.asarray(Image.open(tmp_path / "a" / "views.png"))
     b = np.asarray(Image.open(tmp_path / "b" / "views.png"))
     np.testing.assert_array_equal(a, b)
@@ -101,8 +135,20 @@ def test_sample_bad_models(capsys, tiny_model, tmp_path):
 
 
 def test_train_dry_run_resolves_steps_from_kimg(capsys, tmp_path):
-    code, out, _ = _run(capsys, "train", "gan", "--data", str(tmp_path), "--preset", "tiny",
-                        "--kimg", "0.1", "--discriminator", "fine", "--dry-run")  # fmt: skip
+    code, out, _ = _run(
+        capsys,
+        "train",
+        "gan",
+        "--data",
+        str(tmp_path),
+        "--preset",
+        "tiny",
+        "--kimg",
+        "0.1",
+        "--discriminator",
+        "fine",
+        "--dry-run",
+    )
     resolved = json.loads(out)["gan"]
     assert code == 0 and resolved["steps"] == 25  # 100 images / batch 4
     assert resolved["discriminator"]["conditioning"]["mode"] == "fine"
@@ -114,11 +160,7 @@ def test_train_dry_run_resolves_steps_from_kimg(capsys, tmp_path):
         ("none", [], "does not exist"),
         ("empty", [], "not a complete dataset"),
         ("schema", [], "wrong schema (missing columns ['camera'"),
-        (
-            "small",
-            ["--preset", "demo"],
-            "dataset's images are 32² but the preset's generator makes 64²",
-        ),
+        ("small", ["--preset", "demo"], "dataset's images are 32² but the preset's generator makes 64²"),
         ("ok", ["--steps", "0"], "'gan.steps'"),
         ("ok", ["--discriminator", "exact"], "'gan.discriminator.conditioning.mode'"),
         ("ok", ["--batch-size", "64"], "fewer than one batch"),
@@ -133,8 +175,19 @@ def test_train_bad_input(capsys, tmp_path, setup, args, message):
     elif setup in ("small", "ok"):
         _fake_dataset(data)
     out = tmp_path / "run"
-    code, _, err = _run(capsys, "train", "gan", "--data", str(data), "--preset", "tiny",
-                        "--out", str(out), "--no-track", *args)  # fmt: skip
+    code, _, err = _run(
+        capsys,
+        "train",
+        "gan",
+        "--data",
+        str(data),
+        "--preset",
+        "tiny",
+        "--out",
+        str(out),
+        "--no-track",
+        *args,
+    )
     assert code == 2 and message in err, err
     assert not (out / "model").exists()
 
@@ -144,10 +197,26 @@ def test_sample_from_an_image_writes_views_turntables_and_meshes(capsys, tiny_di
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), np.uint8)).save(picture)
     out = tmp_path / "samples"
     code, stdout, err = _run(
-        capsys, "sample", "--model", str(tiny_diffusion), "--image", str(picture),
-        "--num-samples", "2", "--views", "3", "--frames", "3", "--mesh",
-        "--mesh-resolution", "24", "--mesh-level", "auto", "--out", str(out),
-    )  # fmt: skip
+        capsys,
+        "sample",
+        "--model",
+        str(tiny_diffusion),
+        "--image",
+        str(picture),
+        "--num-samples",
+        "2",
+        "--views",
+        "3",
+        "--frames",
+        "3",
+        "--mesh",
+        "--mesh-resolution",
+        "24",
+        "--mesh-level",
+        "auto",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     views = np.asarray(Image.open(out / "views.png"))
     assert views.shape == (2 * 32, 3 * 32, 3)  # one row per sample, no seed rows
@@ -160,8 +229,9 @@ def test_sample_from_an_image_writes_views_turntables_and_meshes(capsys, tiny_di
 def test_sample_an_image_with_a_generator_only_model_is_one_error(capsys, tiny_model, tmp_path):
     picture = tmp_path / "face.png"
     Image.new("RGB", (32, 32), "white").save(picture)
-    code, _, err = _run(capsys, "sample", "--model", str(tiny_model), "--image", str(picture),
-                        "--out", str(tmp_path / "out"))  # fmt: skip
+    code, _, err = _run(
+        capsys, "sample", "--model", str(tiny_model), "--image", str(picture), "--out", str(tmp_path / "out")
+    )
     assert code == 2 and "no style diffusion" in err
 
 
@@ -174,13 +244,25 @@ def test_sample_an_image_with_a_generator_only_model_is_one_error(capsys, tiny_m
         (lambda p: Image.new("CMYK", (40, 40)).save(p, format="JPEG"), None),  # accepted
     ],
 )
-def test_sample_bad_pictures_fail_before_anything_is_written(capsys, tiny_diffusion, tmp_path,
-                                                             make, message):  # fmt: skip
+def test_sample_bad_pictures_fail_before_anything_is_written(capsys, tiny_diffusion, tmp_path, make, message):
     picture = tmp_path / "face.png"
     make(picture)
     out = tmp_path / "out"
-    code, _, err = _run(capsys, "sample", "--model", str(tiny_diffusion), "--image", str(picture),
-                        "--num-samples", "1", "--views", "1", "--no-turntable", "--out", str(out))  # fmt: skip
+    code, _, err = _run(
+        capsys,
+        "sample",
+        "--model",
+        str(tiny_diffusion),
+        "--image",
+        str(picture),
+        "--num-samples",
+        "1",
+        "--views",
+        "1",
+        "--no-turntable",
+        "--out",
+        str(out),
+    )
     if message is None:
         assert code == 0, err
         return
@@ -199,14 +281,40 @@ def _png(size: int) -> bytes:
 
 
 def test_train_diffusion_dry_run_and_bad_generator(capsys, tmp_path):
-    code, out, _ = _run(capsys, "train", "diffusion", "--generator", str(tmp_path), "--preset",
-                        "tiny", "--encoder", "clip", "--clip-model", "/models/clip", "--dry-run")  # fmt: skip
+    code, out, _ = _run(
+        capsys,
+        "train",
+        "diffusion",
+        "--generator",
+        str(tmp_path),
+        "--preset",
+        "tiny",
+        "--encoder",
+        "clip",
+        "--clip-model",
+        "/models/clip",
+        "--dry-run",
+    )
     resolved = json.loads(out)["diffusion"]
-    assert code == 0 and resolved["encoder"] == {**resolved["encoder"], "kind": "clip",
-                                                  "clip_model": "/models/clip"}  # fmt: skip
-    code, _, err = _run(capsys, "train", "diffusion", "--generator", str(tmp_path / "none"),
-                        "--preset", "tiny", "--out", str(tmp_path / "run"), "--no-track")  # fmt: skip
+    assert code == 0 and resolved["encoder"] == {
+        **resolved["encoder"],
+        "kind": "clip",
+        "clip_model": "/models/clip",
+    }
+    code, _, err = _run(
+        capsys,
+        "train",
+        "diffusion",
+        "--generator",
+        str(tmp_path / "none"),
+        "--preset",
+        "tiny",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-track",
+    )
     assert code == 2 and "is not a model" in err and not (tmp_path / "run").exists()
-    code, _, err = _run(capsys, "train", "diffusion", "--generator", str(tmp_path), "--preset",
-                        "tiny", "--encoder", "vit")  # fmt: skip
+    code, _, err = _run(
+        capsys, "train", "diffusion", "--generator", str(tmp_path), "--preset", "tiny", "--encoder", "vit"
+    )
     assert code == 2 and "encoder.kind" in err

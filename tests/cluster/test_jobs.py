@@ -82,18 +82,29 @@ def head() -> str:
     # short: Ray's socket paths under it must stay within the 107 characters of a Unix socket
     temp_dir = Path(tempfile.mkdtemp(prefix="rayh-", dir="/tmp"))
     dashboard = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-           "AVATAR_HOME": str(temp_dir / "avatar-home")}  # fmt: skip
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "AVATAR_HOME": str(temp_dir / "avatar-home"),
+    }
     env.pop("RAY_ADDRESS", None)
     command = [
-        str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-        f"--port={_free_port()}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+        str(Path(sys.executable).with_name("ray")),
+        "start",
+        "--head",
+        "--block",
+        f"--port={_free_port()}",
+        f"--dashboard-port={dashboard}",
+        "--dashboard-host=127.0.0.1",
         f"--ray-client-server-port={_free_port()}",
         f"--dashboard-agent-listen-port={_free_port()}",
         # more logical CPUs than cores: the job's actor must not starve its read tasks
-        "--num-cpus=4", "--include-dashboard=true", f"--temp-dir={temp_dir}",
+        "--num-cpus=4",
+        "--include-dashboard=true",
+        f"--temp-dir={temp_dir}",
         "--disable-usage-stats",
-    ]  # fmt: skip
+    ]
     log = temp_dir / "head.log"
     with open(log, "w") as log_file:
         process = subprocess.Popen(
@@ -117,11 +128,25 @@ def generated(head, tmp_path_factory) -> dict:
     """A tiny `generate` run submitted to the head and waited for."""
     out = tmp_path_factory.mktemp("cluster-generate") / "data"
     code, stdout, stderr = _cli(
-        "cluster", "submit", "--address", head, "--python", sys.executable,
-        "--working-dir", str(PROJECT), "--",
-        "generate", "--preset", "tiny", "--num-images", "4", "--no-track", "--no-preview",
-        "--out", str(out),
-    )  # fmt: skip
+        "cluster",
+        "submit",
+        "--address",
+        head,
+        "--python",
+        sys.executable,
+        "--working-dir",
+        str(PROJECT),
+        "--",
+        "generate",
+        "--preset",
+        "tiny",
+        "--num-images",
+        "4",
+        "--no-track",
+        "--no-preview",
+        "--out",
+        str(out),
+    )
     return {"code": code, "job_id": stdout.strip(), "stderr": stderr, "out": out}
 
 
@@ -156,9 +181,19 @@ def test_status_logs_and_list_show_the_job(head, generated):
 
 def test_a_failing_command_makes_submit_exit_non_zero(head, tmp_path):
     code, out, err = _cli(
-        "cluster", "submit", "--address", head, "--python", sys.executable,
-        "--working-dir", str(PROJECT), "--", "dataset", "info", str(tmp_path / "missing"),
-    )  # fmt: skip
+        "cluster",
+        "submit",
+        "--address",
+        head,
+        "--python",
+        sys.executable,
+        "--working-dir",
+        str(PROJECT),
+        "--",
+        "dataset",
+        "info",
+        str(tmp_path / "missing"),
+    )
     assert code == 1
     job_id = out.strip()
     assert f"{job_id} ended FAILED" in err
@@ -168,11 +203,25 @@ def test_a_failing_command_makes_submit_exit_non_zero(head, tmp_path):
 
 def test_stop_ends_a_long_job_stopped_and_ends_its_followers(head, tmp_path):
     code, out, err = _cli(
-        "cluster", "submit", "--no-wait", "--address", head, "--python", sys.executable,
-        "--working-dir", str(PROJECT), "--",
-        "generate", "--preset", "tiny", "--num-images", "100000", "--no-track",
-        "--out", str(tmp_path / "data"),
-    )  # fmt: skip
+        "cluster",
+        "submit",
+        "--no-wait",
+        "--address",
+        head,
+        "--python",
+        sys.executable,
+        "--working-dir",
+        str(PROJECT),
+        "--",
+        "generate",
+        "--preset",
+        "tiny",
+        "--num-images",
+        "100000",
+        "--no-track",
+        "--out",
+        str(tmp_path / "data"),
+    )
     assert code == 0, err
     job_id = out.strip()
     deadline = time.monotonic() + 60
@@ -180,10 +229,21 @@ def test_stop_ends_a_long_job_stopped_and_ends_its_followers(head, tmp_path):
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.5)
     follower = subprocess.Popen(
-        [sys.executable, "-m", "avatar_platform.cli.app", "cluster", "logs", job_id, "--follow",
-         "--address", head],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "avatar_platform.cli.app",
+            "cluster",
+            "logs",
+            job_id,
+            "--follow",
+            "--address",
+            head,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(3)  # let it connect: it must end with the job, not before
         assert follower.poll() is None
@@ -227,9 +287,7 @@ def silent_server():
 @pytest.mark.parametrize("kind", ["refused", "silent"])
 def test_an_unreachable_address_fails_in_seconds(kind, request):
     address = (
-        f"http://127.0.0.1:{_free_port()}"
-        if kind == "refused"
-        else request.getfixturevalue("silent_server")
+        f"http://127.0.0.1:{_free_port()}" if kind == "refused" else request.getfixturevalue("silent_server")
     )
     started = time.monotonic()
     code, out, err = _cli("cluster", "submit", "--address", address, "--", "styles")
@@ -262,9 +320,13 @@ def test_the_entrypoint_quotes_the_command_and_the_upload_leaves_out_data(tmp_pa
         env_vars={"HF_HUB_OFFLINE": "1"},
     )
     assert shlex.split(request.entrypoint) == [
-        "/opt/my python/bin/python", "-m", "avatar_platform.cli.app",
-        "generate", "--out", str(tmp_path / "a folder"),
-    ]  # fmt: skip
+        "/opt/my python/bin/python",
+        "-m",
+        "avatar_platform.cli.app",
+        "generate",
+        "--out",
+        str(tmp_path / "a folder"),
+    ]
     env = request.runtime_env()
     assert env["working_dir"] == str(PROJECT) and env["env_vars"] == {"HF_HUB_OFFLINE": "1"}
     assert {".git", ".venv", ".avatar", "*.parquet"} <= set(WORKING_DIR_EXCLUDES)

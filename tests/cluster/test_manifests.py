@@ -90,20 +90,14 @@ def _doc_code_blocks() -> list[str]:
 
 
 def _entrypoints() -> dict[str, str]:
-    return {
-        name: _document(name)["spec"]["entrypoint"] for name in KUBERAY_KINDS if "rayjob" in name
-    }
+    return {name: _document(name)["spec"]["entrypoint"] for name in KUBERAY_KINDS if "rayjob" in name}
 
 
 def _all_invocations() -> list[tuple[str, list[str]]]:
     cases = [
-        (name, words)
-        for name, entrypoint in _entrypoints().items()
-        for words in _invocations(entrypoint)
+        (name, words) for name, entrypoint in _entrypoints().items() for words in _invocations(entrypoint)
     ]
-    cases += [
-        ("docs/cluster.md", words) for block in _doc_code_blocks() for words in _invocations(block)
-    ]
+    cases += [("docs/cluster.md", words) for block in _doc_code_blocks() for words in _invocations(block)]
     return cases
 
 
@@ -140,9 +134,7 @@ def _command_errors(words: list[str]) -> list[str]:
     errors = [
         f"`{' '.join(path)}` has no option {word.split('=')[0]}"
         for word in rest
-        if word.startswith("-")
-        and not re.fullmatch(r"-\d[\d.]*", word)
-        and word.split("=")[0] not in options
+        if word.startswith("-") and not re.fullmatch(r"-\d[\d.]*", word) and word.split("=")[0] not in options
     ]
     if nested is not None:
         errors += _command_errors(nested) if nested else [f"`{' '.join(path)} --` names no command"]
@@ -162,9 +154,7 @@ def test_the_manifest_folder_holds_the_expected_files_and_each_parses():
 
 def test_pyproject_ships_the_manifests_with_the_package():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert data["tool"]["setuptools"]["package-data"]["avatar_platform.cluster"] == [
-        "manifests/*.yaml"
-    ]
+    assert data["tool"]["setuptools"]["package-data"]["avatar_platform.cluster"] == ["manifests/*.yaml"]
 
 
 def test_every_manifest_names_one_image_and_one_tracking_server_the_doc_replaces():
@@ -271,16 +261,8 @@ def test_rayjobs_run_on_the_raycluster():
 
 def test_the_stages_are_all_named_in_the_entrypoints_and_the_doc():
     """Guards the parser below: it must find the commands the walk-through is made of."""
-    named = {
-        " ".join(w for w in words[:2] if not w.startswith("-")) for _, words in _all_invocations()
-    }
-    for stage in (
-        "generate",
-        "train gan",
-        "train diffusion",
-        "registry register",
-        "registry promote",
-    ):
+    named = {" ".join(w for w in words[:2] if not w.startswith("-")) for _, words in _all_invocations()}
+    for stage in ("generate", "train gan", "train diffusion", "registry register", "registry promote"):
         assert any(n == stage or n.startswith(f"{stage} ") for n in named), stage
     entrypoint_words = [words for _, e in _entrypoints().items() for words in _invocations(e)]
     assert [w[:2] for w in entrypoint_words] == [
@@ -306,9 +288,7 @@ def test_the_command_check_catches_what_it_should():
     assert _command_errors(["train"])
     assert _command_errors(["generate", "--num-imgs", "3"])
     assert _invocations("aws ecr create-repository --repository-name avatar-platform") == []
-    assert _invocations(
-        "X=1 .venv/bin/avatar-platform styles && avatar-platform dataset info d"
-    ) == [
+    assert _invocations("X=1 .venv/bin/avatar-platform styles && avatar-platform dataset info d") == [
         ["styles"],
         ["dataset", "info", "d"],
     ]
@@ -326,9 +306,7 @@ def _serve_application() -> dict:
 def test_the_rayservice_holds_a_valid_serve_config():
     from ray.serve.schema import ServeDeploySchema
 
-    ServeDeploySchema.model_validate(
-        yaml.safe_load(_document("rayservice.yaml")["spec"]["serveConfigV2"])
-    )
+    ServeDeploySchema.model_validate(yaml.safe_load(_document("rayservice.yaml")["spec"]["serveConfigV2"]))
     application = _serve_application()
     assert application["import_path"] == SERVE_IMPORT_PATH
     assert application["args"]["model"] == "models:/styleavatar3d@champion"

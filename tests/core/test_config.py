@@ -6,13 +6,7 @@ import json
 
 import pytest
 
-from avatar_platform.core.config import (
-    PRESETS,
-    deep_merge,
-    load_preset,
-    resolve_config,
-    save_resolved,
-)
+from avatar_platform.core.config import PRESETS, deep_merge, load_preset, resolve_config, save_resolved
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 
@@ -246,9 +240,7 @@ def test_a_nested_cross_field_error_points_at_the_config_file_not_a_flag(tmp_pat
     assert "--camera" not in message and "--config" in message
 
 
-def test_the_mlflow_store_follows_the_platform_home_unless_the_user_names_one(
-    tmp_path, monkeypatch
-):
+def test_the_mlflow_store_follows_the_platform_home_unless_the_user_names_one(tmp_path, monkeypatch):
     from avatar_platform.core.tracking import point_mlflow, tracking_uri
 
     monkeypatch.setenv("AVATAR_HOME", str(tmp_path / "a"))

@@ -24,8 +24,7 @@ def ray_listeners() -> list[tuple[str, str, int]]:
             connections = process.net_connections(kind="inet")
         except psutil.Error:  # exited meanwhile
             continue
-        found += [(name, c.laddr.ip, c.laddr.port) for c in connections
-                  if c.status == psutil.CONN_LISTEN]  # fmt: skip
+        found += [(name, c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN]
     return found
 
 

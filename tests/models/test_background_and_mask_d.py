@@ -19,9 +19,7 @@ TINY = resolve_config(GanTrainingConfig, "gan", "tiny")
 
 
 def _cameras(yaws=(0.0, 90.0, 180.0)) -> torch.Tensor:
-    return torch.tensor(
-        np.stack([camera_from_angles(y, 0.0, CameraConfig()) for y in yaws])
-    ).float()
+    return torch.tensor(np.stack([camera_from_angles(y, 0.0, CameraConfig()) for y in yaws])).float()
 
 
 def _generator(background: str = "stylegan2", seed: int = 0) -> TriPlaneGenerator:

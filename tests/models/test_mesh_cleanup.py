@@ -13,12 +13,7 @@ import pytest
 import torch
 
 from avatar_platform.models.eg3d.volume_renderer import composite
-from avatar_platform.models.mesh import (
-    BORDER_FRACTION,
-    border_voxels,
-    extract_mesh,
-    opacity_level,
-)
+from avatar_platform.models.mesh import BORDER_FRACTION, border_voxels, extract_mesh, opacity_level
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATOR = ROOT / "tools" / "validate_gltf.mjs"
@@ -44,8 +39,9 @@ def validate_glb(paths: list[Path]) -> dict:
     assert (ROOT / "tools/node/node_modules/gltf-validator").is_dir(), (
         "the glTF validator is not installed: `make gltf-validator` (part of `make test`)"
     )
-    done = subprocess.run([node, str(VALIDATOR), *map(str, paths)], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [node, str(VALIDATOR), *map(str, paths)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode in (0, 1), done.stderr
     return json.loads(done.stdout)
 
@@ -78,8 +74,9 @@ def test_unknown_keep_and_bad_budgets_are_refused():
 
 @pytest.mark.parametrize("resolution", [32, 64, 128])
 def test_the_border_band_leaves_no_face_near_the_box_even_when_the_density_fills_it(resolution):
-    mesh = extract_mesh(lambda p: torch.full((len(p),), 100.0), resolution, box_size=1.0,
-                        level=10.0, keep="all")  # fmt: skip
+    mesh = extract_mesh(
+        lambda p: torch.full((len(p),), 100.0), resolution, box_size=1.0, level=10.0, keep="all"
+    )
     band = border_voxels(resolution)
     spacing = 1.0 / (resolution - 1)
     assert band >= 2 and band == int(np.ceil(BORDER_FRACTION * (resolution - 1)))
@@ -121,8 +118,7 @@ def test_auto_falls_back_to_the_occupancy_level_for_a_thin_model():
 
 def test_decimation_meets_the_budget_and_colours_follow_the_vertices():
     full = extract_mesh(_two_spheres, resolution=64, level=10.0, color=_position_colour)
-    mesh = extract_mesh(_two_spheres, resolution=64, level=10.0, color=_position_colour,
-                        smooth=3, faces=1000)  # fmt: skip
+    mesh = extract_mesh(_two_spheres, resolution=64, level=10.0, color=_position_colour, smooth=3, faces=1000)
     assert len(full.faces) > 5000 and 900 <= len(mesh.faces) <= 1000
     assert mesh.is_watertight
     np.testing.assert_allclose(mesh.volume, full.volume, rtol=0.03)
@@ -148,8 +144,7 @@ def test_smoothing_keeps_the_volume_and_evens_out_the_steps():
 
 
 def test_meshes_export_to_valid_glbs(tmp_path):
-    full = extract_mesh(_two_spheres, resolution=32, level=10.0, color=_position_colour,
-                        smooth=2, faces=300)  # fmt: skip
+    full = extract_mesh(_two_spheres, resolution=32, level=10.0, color=_position_colour, smooth=2, faces=300)
     empty = extract_mesh(lambda p: torch.zeros(len(p)), resolution=16, level=10.0)
     assert len(empty.faces) == 0
     paths = [tmp_path / "full.glb", tmp_path / "empty.glb"]
@@ -178,10 +173,21 @@ def test_sample_writes_valid_glbs_within_the_face_budget(capsys, tiny_generator,
     import trimesh
 
     out = tmp_path / "samples"
-    common = ["--model", str(tiny_generator), "--seeds", "0-1", "--views", "1",
-              "--no-turntable", "--mesh", "--mesh-resolution", "32"]  # fmt: skip
-    code, stdout, err = _sample(capsys, *common, "--mesh-level", "auto", "--mesh-faces", "400",
-                                "--out", str(out))  # fmt: skip
+    common = [
+        "--model",
+        str(tiny_generator),
+        "--seeds",
+        "0-1",
+        "--views",
+        "1",
+        "--no-turntable",
+        "--mesh",
+        "--mesh-resolution",
+        "32",
+    ]
+    code, stdout, err = _sample(
+        capsys, *common, "--mesh-level", "auto", "--mesh-faces", "400", "--out", str(out)
+    )
     assert code == 0, err
     paths = sorted(out.glob("mesh-seed*.glb"))
     assert [p.name for p in paths] == ["mesh-seed0.glb", "mesh-seed1.glb"]
@@ -192,8 +198,18 @@ def test_sample_writes_valid_glbs_within_the_face_budget(capsys, tiny_generator,
         assert len(mesh.split(only_watertight=False)) == 1  # --mesh-keep largest by default
         assert np.abs(mesh.vertices).max() < 0.5 - BORDER_FRACTION + 2 / 31  # off the box
     # every piece, no smoothing, a number as the level
-    code, _, err = _sample(capsys, *common, "--mesh-level", "1.3", "--mesh-keep", "all",
-                           "--mesh-smooth", "0", "--out", str(tmp_path / "all"))  # fmt: skip
+    code, _, err = _sample(
+        capsys,
+        *common,
+        "--mesh-level",
+        "1.3",
+        "--mesh-keep",
+        "all",
+        "--mesh-smooth",
+        "0",
+        "--out",
+        str(tmp_path / "all"),
+    )
     assert code == 0, err
     every = sorted((tmp_path / "all").glob("mesh-*.glb"))
     assert len(every) == 2
@@ -211,8 +227,7 @@ def test_sample_writes_valid_glbs_within_the_face_budget(capsys, tiny_generator,
 )
 def test_sample_refuses_bad_mesh_options(capsys, tiny_generator, tmp_path, args, message):
     out = tmp_path / "samples"
-    code, stdout, err = _sample(capsys, "--model", str(tiny_generator), "--mesh", *args,
-                                "--out", str(out))  # fmt: skip
+    code, stdout, err = _sample(capsys, "--model", str(tiny_generator), "--mesh", *args, "--out", str(out))
     assert code == 2 and message in err, err
     assert err.count("error") == 1 and "Traceback" not in err
     assert not out.exists()
@@ -230,8 +245,17 @@ def test_served_and_registry_meshes_are_valid_glbs(tiny_generator, tmp_path):
     from avatar_platform.serve.avatars import AvatarJob, render_jobs
 
     model = load_model(tiny_generator, device="cpu")
-    job = AvatarJob(seed=3, image=None, views=1, resolution=None, mesh=True, mesh_resolution=24,
-                    turntable=False, frames=2, truncation=0.7)  # fmt: skip
+    job = AvatarJob(
+        seed=3,
+        image=None,
+        views=1,
+        resolution=None,
+        mesh=True,
+        mesh_resolution=24,
+        turntable=False,
+        frames=2,
+        truncation=0.7,
+    )
     [[served]] = render_jobs(model, [job])
     assert served.mesh_faces > 0
     import pandas as pd

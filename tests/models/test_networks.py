@@ -136,8 +136,7 @@ def test_one_training_step_changes_generator_and_discriminator():
     opt_d = torch.optim.Adam(disc.parameters(), lr=1e-2)
     g_before = [p.clone() for p in generator.parameters()]
     d_before = [p.clone() for p in disc.parameters()]
-    label = pose_label(torch.tensor(YAWS), torch.zeros(4), _cameras().float(),
-                       disc.config.conditioning)  # fmt: skip
+    label = pose_label(torch.tensor(YAWS), torch.zeros(4), _cameras().float(), disc.config.conditioning)
     fake = generator(_z(), _cameras().float())
     torch.nn.functional.softplus(-disc(fake["image"], fake["image_raw"], label)).mean().backward()
     opt_g.step()

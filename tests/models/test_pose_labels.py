@@ -1,4 +1,4 @@
-"""The coarse-to-fine pose label of METHOD.md §3."""
+"""The coarse-to-fine pose label of docs/method.md §3."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ def test_fine_and_coarse_one_hots_match_the_dataset_bins():
     fine_np, coarse_np = pose_labels(yaw, pitch, ViewBinConfig())
     cam = torch.zeros(200, 25)
     for mode, expected in (("fine", fine_np), ("coarse", coarse_np)):
-        label = pose_label(torch.tensor(yaw), torch.tensor(pitch), cam,
-                           CONFIG.model_copy(update={"mode": mode}))  # fmt: skip
+        label = pose_label(
+            torch.tensor(yaw), torch.tensor(pitch), cam, CONFIG.model_copy(update={"mode": mode})
+        )
         np.testing.assert_array_equal(label.numpy(), expected)
 
 
@@ -41,8 +42,9 @@ def test_coarse_to_fine_keeps_exactly_one_of_the_two():
     assert torch.all(fine[~kept_fine] == 0) and torch.all(coarse[~kept_coarse] == 0)
 
 
-@pytest.mark.parametrize(("yaw", "p_fine"), [(0.0, 0.9), (30.0, 0.9), (90.0, 0.1), (180.0, 0.1),
-                                            (-150.0, 0.1), (-44.0, 0.9)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("yaw", "p_fine"), [(0.0, 0.9), (30.0, 0.9), (90.0, 0.1), (180.0, 0.1), (-150.0, 0.1), (-44.0, 0.9)]
+)
 def test_confident_views_keep_the_fine_label_with_p_high_others_with_p_low(yaw, p_fine):
     label = _label([yaw] * 4000)
     share = (label[:, : CONFIG.fine_dim].sum(1) == 2).float().mean().item()

@@ -1,4 +1,4 @@
-"""The style-space diffusion's networks and schedule on tiny sizes (METHOD.md §4)."""
+"""The style-space diffusion's networks and schedule on tiny sizes (docs/method.md §4)."""
 
 from __future__ import annotations
 
@@ -37,8 +37,11 @@ def _denoiser(seed: int = 0) -> StyleDenoiser:
 
 def _inputs(batch: int = 3):
     gen = torch.Generator().manual_seed(1)
-    return (torch.randn(batch, 16, generator=gen), torch.randint(0, 1000, (batch,), generator=gen),
-            torch.randn(batch, 8, generator=gen))  # fmt: skip
+    return (
+        torch.randn(batch, 16, generator=gen),
+        torch.randint(0, 1000, (batch,), generator=gen),
+        torch.randn(batch, 8, generator=gen),
+    )
 
 
 def test_denoiser_shapes_and_shape_errors():
@@ -72,10 +75,7 @@ def test_denoiser_save_load_and_pickle_round_trip(tmp_path):
     model.set_w_statistics(torch.randn(64, 16) * 3 + 1)
     model.save_pretrained(tmp_path)
     x, t, cond = _inputs()
-    for other in (
-        StyleDenoiser.from_pretrained(tmp_path).eval(),
-        pickle.loads(pickle.dumps(model)),
-    ):
+    for other in (StyleDenoiser.from_pretrained(tmp_path).eval(), pickle.loads(pickle.dumps(model))):
         torch.testing.assert_close(other(x, t, cond), model(x, t, cond))
         torch.testing.assert_close(other.w_std, model.w_std)
     w = torch.randn(5, 16)
@@ -104,9 +104,15 @@ def _tiny_clip(folder):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
-    config = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                              num_attention_heads=2, image_size=32, patch_size=8,
-                              projection_dim=12)  # fmt: skip
+    config = CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=12,
+    )
     CLIPVisionModelWithProjection(config).save_pretrained(folder)
     return str(folder)
 
@@ -140,8 +146,9 @@ def test_guidance_zero_is_unconditional_one_is_conditional_and_between_is_linear
     unconditional, conditional = model(x, t, None), model(x, t, cond)
     torch.testing.assert_close(guided_prediction(model, x, t, cond, 0.0), unconditional)
     torch.testing.assert_close(guided_prediction(model, x, t, cond, 1.0), conditional)
-    torch.testing.assert_close(guided_prediction(model, x, t, cond, 3.0),
-                               3.0 * conditional - 2.0 * unconditional)  # fmt: skip
+    torch.testing.assert_close(
+        guided_prediction(model, x, t, cond, 3.0), 3.0 * conditional - 2.0 * unconditional
+    )
 
 
 class _Oracle(torch.nn.Module):

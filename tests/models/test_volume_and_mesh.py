@@ -35,8 +35,9 @@ def test_torch_rays_match_the_dataset_camera_convention():
 def test_rendering_a_sphere_gives_its_depth_and_opacity():
     camera = torch.tensor(camera_from_angles(25.0, 10.0, CameraConfig()))[None]
     origins, dirs = camera_rays(camera, 16)
-    _, depth, opacity = render_rays(_sphere_field, origins, dirs, depth_samples=64,
-                                    importance_samples=64, ray_start=2.25, ray_end=3.3)  # fmt: skip
+    _, depth, opacity = render_rays(
+        _sphere_field, origins, dirs, depth_samples=64, importance_samples=64, ray_start=2.25, ray_end=3.3
+    )
     # analytic first hit of each ray on the sphere
     o, d = origins[0].double(), dirs[0].double()
     b = (o * d).sum(-1)
@@ -55,8 +56,9 @@ def test_marching_cubes_on_a_sphere_density_gives_its_radius():
     def density(points):  # raw density crossing the iso-level 10 at RADIUS
         return 10.0 + 100.0 * (RADIUS - points.norm(dim=-1))
 
-    mesh = extract_mesh(density, resolution=64, box_size=1.0, level=10.0,
-                        color=lambda p: torch.full((len(p), 3), 0.25))  # fmt: skip
+    mesh = extract_mesh(
+        density, resolution=64, box_size=1.0, level=10.0, color=lambda p: torch.full((len(p), 3), 0.25)
+    )
     radii = np.linalg.norm(mesh.vertices, axis=1)
     np.testing.assert_allclose(radii, RADIUS, atol=1.0 / 64)
     assert mesh.is_watertight

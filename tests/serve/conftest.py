@@ -106,8 +106,9 @@ def deployed_variant(served: Served, name: str, **overrides):
 @pytest.fixture(scope="package")
 def tight_url(served):
     """Room for one avatar in flight and one waiting."""
-    yield from deployed_variant(served, "tight", max_ongoing_requests=1, max_queued_requests=1,
-                                max_batch_size=1)  # fmt: skip
+    yield from deployed_variant(
+        served, "tight", max_ongoing_requests=1, max_queued_requests=1, max_batch_size=1
+    )
 
 
 @pytest.fixture(scope="package")
@@ -119,14 +120,28 @@ def impatient_url(served):
 @pytest.fixture(scope="package")
 def elastic(served):
     """Scaling between 1 and 2 replicas at one avatar in flight each, quickly: (url, app)."""
-    for url in deployed_variant(served, "elastic", min_replicas=1, max_replicas=2, num_cpus=0.5,
-                                target_ongoing_requests=1, upscale_delay_s=0,
-                                look_back_period_s=2, max_batch_size=1):  # fmt: skip
+    for url in deployed_variant(
+        served,
+        "elastic",
+        min_replicas=1,
+        max_replicas=2,
+        num_cpus=0.5,
+        target_ongoing_requests=1,
+        upscale_delay_s=0,
+        look_back_period_s=2,
+        max_batch_size=1,
+    ):
         yield url, "elastic"
 
 
-FUZZ_LIMITS = {"max_seeds": 2, "max_views": 2, "max_resolution": 32, "max_frames": 3,
-               "max_mesh_resolution": 16, "num_cpus": 0.25}  # fmt: skip
+FUZZ_LIMITS = {
+    "max_seeds": 2,
+    "max_views": 2,
+    "max_resolution": 32,
+    "max_frames": 3,
+    "max_mesh_resolution": 16,
+    "num_cpus": 0.25,
+}
 
 
 @pytest.fixture(scope="package")

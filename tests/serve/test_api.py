@@ -30,15 +30,13 @@ def upload(url: str, data: bytes, content_type="image/png", fields=None, **kwarg
 
 
 def fetch(url: str, link: str, **kwargs) -> requests.Response:
-    response = requests.get(f"{url.split('/', 3)[0]}//{url.split('/', 3)[2]}{link}", timeout=30,
-                            **kwargs)  # fmt: skip
+    response = requests.get(f"{url.split('/', 3)[0]}//{url.split('/', 3)[2]}{link}", timeout=30, **kwargs)
     assert response.status_code == 200, response.text
     return response
 
 
 def test_seeds_give_views_a_turntable_and_a_glb_that_trimesh_loads(served):
-    body = {"seeds": [0, 7], "views": 3, "resolution": 48, "mesh": True, "mesh_resolution": 24,
-            "frames": 6}  # fmt: skip
+    body = {"seeds": [0, 7], "views": 3, "resolution": 48, "mesh": True, "mesh_resolution": 24, "frames": 6}
     response = post_seeds(served.url, body)
     assert response.status_code == 201, response.text
     result = response.json()
@@ -71,16 +69,24 @@ def test_a_served_seed_renders_as_the_model_does_in_process(served, tiny_diffusi
     assert response.status_code == 201, response.text
     avatar = response.json()["avatars"][0]
     assert avatar["turntable"] is None and avatar["mesh"] is None
-    job = AvatarJob(seed=3, image=None, views=2, resolution=None, mesh=False,
-                    mesh_resolution=16, turntable=False, frames=2, truncation=0.7)  # fmt: skip
+    job = AvatarJob(
+        seed=3,
+        image=None,
+        views=2,
+        resolution=None,
+        mesh=False,
+        mesh_resolution=16,
+        turntable=False,
+        frames=2,
+        truncation=0.7,
+    )
     [[local]] = render_jobs(load_model(tiny_diffusion, device="cpu"), [job])
     served_views = [fetch(served.url, link).content for link in avatar["views"]]
     assert served_views == local.views
 
 
 def test_an_uploaded_picture_becomes_avatars(served):
-    response = upload(served.url, png(), fields={"num_samples": "2", "views": "2",
-                                                  "turntable": "false"})  # fmt: skip
+    response = upload(served.url, png(), fields={"num_samples": "2", "views": "2", "turntable": "false"})
     assert response.status_code == 201, response.text
     result = response.json()
     assert [(a["seed"], a["sample"]) for a in result["avatars"]] == [(None, 0), (None, 1)]
@@ -114,8 +120,9 @@ BIG = os.urandom(300 * 1024)  # over the fixture's 256 KiB upload limit
 
 
 def _raw_json(url: str, text: str) -> requests.Response:
-    return requests.post(f"{url}/v1/avatars", data=text, timeout=30,
-                         headers={"Content-Type": "application/json"})  # fmt: skip
+    return requests.post(
+        f"{url}/v1/avatars", data=text, timeout=30, headers={"Content-Type": "application/json"}
+    )
 
 
 def _picture(size) -> bytes:
@@ -136,44 +143,32 @@ BAD_REQUESTS = {
     "too many pixels": (lambda u: upload(u, _huge_picture()), 422),
     "oversized upload": (lambda u: upload(u, BIG), 413),
     "wrong upload type": (lambda u: upload(u, png(), content_type="text/plain"), 415),
-    "no image field": (
-        lambda u: requests.post(f"{u}/v1/avatars", files={"x": ("a", b"1")}, timeout=30),
-        422,
-    ),  # fmt: skip
+    "no image field": (lambda u: requests.post(f"{u}/v1/avatars", files={"x": ("a", b"1")}, timeout=30), 422),
     "unknown form field": (lambda u: upload(u, png(), fields={"colour": "red"}), 422),
     "wrong content type": (
         lambda u: requests.post(
             f"{u}/v1/avatars", data="seeds=1", headers={"Content-Type": "text/plain"}, timeout=30
         ),
         415,
-    ),  # fmt: skip
+    ),
     "malformed json": (
         lambda u: requests.post(
-            f"{u}/v1/avatars",
-            data="{seeds: [1",
-            headers={"Content-Type": "application/json"},
-            timeout=30,
+            f"{u}/v1/avatars", data="{seeds: [1", headers={"Content-Type": "application/json"}, timeout=30
         ),
         400,
-    ),  # fmt: skip
-    "json array": (lambda u: post_seeds(u, [1, 2]), 400),
-    "deeply nested json": (
-        lambda u: _raw_json(u, '{"seeds": ' + "[" * 1000 + "]" * 1000 + "}"),
-        400,
     ),
+    "json array": (lambda u: post_seeds(u, [1, 2]), 400),
+    "deeply nested json": (lambda u: _raw_json(u, '{"seeds": ' + "[" * 1000 + "]" * 1000 + "}"), 400),
     "nested json, unclosed": (lambda u: _raw_json(u, "[" * 50_000), 400),
     "seed true": (lambda u: post_seeds(u, {"seeds": [True]}), 422),
     "seed as a string": (lambda u: post_seeds(u, {"seeds": ["5"]}), 422),
     "views as a string": (lambda u: post_seeds(u, {"seeds": [1], "views": "2"}), 422),
-    "resolution with a fraction": (
-        lambda u: post_seeds(u, {"seeds": [1], "resolution": 48.5}),
-        422,
-    ),
+    "resolution with a fraction": (lambda u: post_seeds(u, {"seeds": [1], "resolution": 48.5}), 422),
     "seed of 2^63": (lambda u: post_seeds(u, {"seeds": [2**63]}), 422),
     "frames over the limit without a turntable": (
         lambda u: post_seeds(u, {"seeds": [1], "turntable": False, "frames": 25}),
         422,
-    ),  # fmt: skip
+    ),
     "upload of a text type": (lambda u: upload(u, png(), content_type="application/json"), 415),
     "pixels just over the limit": (lambda u: upload(u, _picture((2001, 2000))), 422),
     "unknown field": (lambda u: post_seeds(u, {"seeds": [1], "colour": "red"}), 422),
@@ -184,25 +179,19 @@ BAD_REQUESTS = {
     "absurd views": (lambda u: post_seeds(u, {"seeds": [1], "views": 100000}), 422),
     "zero views": (lambda u: post_seeds(u, {"seeds": [1], "views": 0}), 422),
     "absurd resolution": (lambda u: post_seeds(u, {"seeds": [1], "resolution": 10**6}), 422),
-    "absurd mesh grid": (
-        lambda u: post_seeds(u, {"seeds": [1], "mesh": True, "mesh_resolution": 4096}),
-        422,
-    ),  # fmt: skip
+    "absurd mesh grid": (lambda u: post_seeds(u, {"seeds": [1], "mesh": True, "mesh_resolution": 4096}), 422),
     "too many frames": (lambda u: post_seeds(u, {"seeds": [1], "frames": 1000}), 422),
     "unknown result": (lambda u: requests.get(f"{u}/v1/avatars/{'0' * 32}", timeout=30), 404),
     "malformed result id": (lambda u: requests.get(f"{u}/v1/avatars/abc", timeout=30), 404),
-    "traversal in id": (
-        lambda u: requests.get(f"{u}/v1/avatars/..%2F..%2Fetc%2Fpasswd", timeout=30),
-        404,
-    ),  # fmt: skip
+    "traversal in id": (lambda u: requests.get(f"{u}/v1/avatars/..%2F..%2Fetc%2Fpasswd", timeout=30), 404),
     "traversal in file": (
         lambda u: requests.get(f"{u}/v1/avatars/{'0' * 32}/..%2Favatars.json", timeout=30),
         404,
-    ),  # fmt: skip
+    ),
     "manifest as a file": (
         lambda u: requests.get(f"{u}/v1/avatars/{'0' * 32}/avatars.json", timeout=30),
         404,
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -234,15 +223,20 @@ def test_the_api_key_guards_everything_but_healthz(served):
         ):
             assert response.status_code == 401, response.text
             assert "API key" in response.json()["error"]
-    ok = post_seeds(keyed, {"seeds": [1], "views": 1, "turntable": False},
-                    headers={"X-API-Key": served.api_key})  # fmt: skip
+    ok = post_seeds(
+        keyed, {"seeds": [1], "views": 1, "turntable": False}, headers={"X-API-Key": served.api_key}
+    )
     assert ok.status_code == 201, ok.text
     link = ok.json()["avatars"][0]["views_grid"]
     assert link.startswith("/keyed/v1/avatars/")
     host = keyed.rsplit("/keyed", 1)[0]
     assert requests.get(f"{host}{link}", timeout=10).status_code == 401
-    assert requests.get(f"{host}{link}", headers={"Authorization": f"Bearer {served.api_key}"},
-                        timeout=10).status_code == 200  # fmt: skip
+    assert (
+        requests.get(
+            f"{host}{link}", headers={"Authorization": f"Bearer {served.api_key}"}, timeout=10
+        ).status_code
+        == 200
+    )
 
 
 def test_the_page_and_its_viewer_are_served_without_a_cdn(served):
@@ -288,9 +282,24 @@ def test_serve_request_downloads_a_whole_result_set(served, tmp_path, capsys):
     picture = tmp_path / "face.png"
     picture.write_bytes(png())
     out = tmp_path / "served"
-    code = main(["serve", "request", "--url", served.url, "--image", str(picture),
-                 "--num-samples", "2", "--views", "2", "--mesh-resolution", "32",
-                 "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "serve",
+            "request",
+            "--url",
+            served.url,
+            "--image",
+            str(picture),
+            "--num-samples",
+            "2",
+            "--views",
+            "2",
+            "--mesh-resolution",
+            "32",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     result = json.loads((out / "avatars.json").read_text())
     assert len(result["avatars"]) == 2
@@ -299,8 +308,12 @@ def test_serve_request_downloads_a_whole_result_set(served, tmp_path, capsys):
         mesh = trimesh.load(out / f"avatar{index}-mesh.glb", force="mesh")
         assert len(mesh.faces) == result["avatars"][index]["mesh_faces"]
         assert Image.open(out / f"avatar{index}-turntable.gif").n_frames == 24
-    assert main(["serve", "request", "--url", served.url, "--image", str(tmp_path / "no.png"),
-                 "--out", str(out)]) == 2  # fmt: skip
+    assert (
+        main(
+            ["serve", "request", "--url", served.url, "--image", str(tmp_path / "no.png"), "--out", str(out)]
+        )
+        == 2
+    )
 
 
 def test_a_request_over_the_time_limit_is_a_504_and_the_server_stays_healthy(impatient_url):
@@ -354,8 +367,12 @@ def test_the_pixel_limit_message_shows_two_different_numbers(served):
 @pytest.mark.parametrize("content_type", ["application/octet-stream", None])
 def test_a_picture_sent_as_plain_bytes_or_untyped_is_taken_by_its_bytes(served, content_type):
     part = ("face", png()) if content_type is None else ("face", png(), content_type)
-    response = requests.post(f"{served.url}/v1/avatars", files={"image": part},
-                             data={"views": "1", "turntable": "false"}, timeout=120)  # fmt: skip
+    response = requests.post(
+        f"{served.url}/v1/avatars",
+        files={"image": part},
+        data={"views": "1", "turntable": "false"},
+        timeout=120,
+    )
     assert response.status_code == 201, response.text
     # ... and bytes that are no picture are still refused, as not a picture
     part = ("face", b"not a picture at all" * 8, *([content_type] if content_type else []))
@@ -369,16 +386,29 @@ def test_serve_request_sends_a_picture_file_without_an_extension(served, tmp_pat
     picture = tmp_path / "face"
     picture.write_bytes(png())
     out = tmp_path / "served"
-    code = main(["serve", "request", "--url", served.url, "--image", str(picture), "--views", "1",
-                 "--no-mesh", "--no-turntable", "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "serve",
+            "request",
+            "--url",
+            served.url,
+            "--image",
+            str(picture),
+            "--views",
+            "1",
+            "--no-mesh",
+            "--no-turntable",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert Image.open(out / "avatar0-views.png").size[0] > 0
 
 
 def test_a_default_over_the_servers_limit_is_lowered_to_it(served):
     # the fixture allows a 48 grid; the default is 64: a mesh without a grid gets 48
-    response = post_seeds(served.url, {"seeds": [1], "views": 1, "turntable": False,
-                                       "mesh": True})  # fmt: skip
+    response = post_seeds(served.url, {"seeds": [1], "views": 1, "turntable": False, "mesh": True})
     assert response.status_code == 201, response.text
     assert response.json()["options"]["mesh_resolution"] == served.config["max_mesh_resolution"]
 
@@ -407,8 +437,11 @@ def test_without_a_key_only_requests_addressed_to_this_server_are_answered(serve
             assert "API key" in response.json()["error"]
     assert requests.get(f"{served.url}/healthz", headers=headers, timeout=10).status_code == 200
     # with a key, the key decides, whatever the name
-    keyed = requests.get(f"{served.keyed_url}/v1/model", timeout=10,
-                         headers={"Host": "evil.example", "X-API-Key": served.api_key})  # fmt: skip
+    keyed = requests.get(
+        f"{served.keyed_url}/v1/model",
+        timeout=10,
+        headers={"Host": "evil.example", "X-API-Key": served.api_key},
+    )
     assert keyed.status_code == 200, keyed.text
 
 
@@ -429,9 +462,11 @@ def test_serving_opens_no_port_beyond_loopback(served):
     for process in [me, *me.children(recursive=True)]:
         try:
             name = process.name()
-            listeners += [(name, c.laddr.ip, c.laddr.port)
-                          for c in process.net_connections(kind="inet")
-                          if c.status == psutil.CONN_LISTEN]  # fmt: skip
+            listeners += [
+                (name, c.laddr.ip, c.laddr.port)
+                for c in process.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            ]
         except psutil.Error:
             continue
     port = int(served.url.rsplit(":", 1)[1])
@@ -468,11 +503,11 @@ def test_the_spec_states_the_servers_limits_key_and_file_types(served):
     # the open server: no key scheme required, no 401; the keyed one: both
     assert "security" not in spec["paths"]["/v1/model"]["get"]
     assert "401" not in spec["paths"]["/v1/model"]["get"]["responses"]
-    keyed = requests.get(f"{served.keyed_url}/openapi.json", timeout=30,
-                         headers={"X-API-Key": served.api_key}).json()  # fmt: skip
+    keyed = requests.get(
+        f"{served.keyed_url}/openapi.json", timeout=30, headers={"X-API-Key": served.api_key}
+    ).json()
     schemes = keyed["components"]["securitySchemes"]
-    assert schemes["ApiKey"] == {**schemes["ApiKey"], "type": "apiKey", "in": "header",
-                                 "name": "X-API-Key"}  # fmt: skip
+    assert schemes["ApiKey"] == {**schemes["ApiKey"], "type": "apiKey", "in": "header", "name": "X-API-Key"}
     assert schemes["Bearer"]["scheme"] == "bearer"
     for path, operations in keyed["paths"].items():
         for operation in operations.values():

@@ -53,9 +53,14 @@ def test_the_api_answers_as_its_spec_says_and_never_fails(fuzz_url, mode):
             strategy = strategy.map(_with_picture)
 
         @given(case=strategy)
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  phases=[Phase.explicit, Phase.generate],
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         def fuzz(case):
             response = case.call_and_validate(timeout=60)
             assert response.status_code < 500, (response.status_code, response.text[:300])

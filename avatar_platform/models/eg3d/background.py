@@ -33,8 +33,7 @@ def resize(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def composite_over(foreground: torch.Tensor, opacity: torch.Tensor,
-                   background: torch.Tensor) -> torch.Tensor:  # fmt: skip
+def composite_over(foreground: torch.Tensor, opacity: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
     """opacity · foreground + (1 − opacity) · background, every input at the same resolution.
 
     foreground (B, 3, R, R) is an unpremultiplied colour, opacity (B, 1, R, R) in [0, 1]: a fully

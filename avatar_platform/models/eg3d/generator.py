@@ -1,4 +1,4 @@
-"""The tri-plane generator: z, camera → image, raw image and depth (EG3D, METHOD.md §2)."""
+"""The tri-plane generator: z, camera → image, raw image and depth (EG3D, docs/method.md §2)."""
 
 from __future__ import annotations
 
@@ -70,25 +70,33 @@ class TriPlaneGenerator(nn.Module):
         super().__init__()
         self.config = config
         planes = 3 * config.triplane_channels * config.triplane_depth
-        self.backbone = SynthesisNetwork(config.w_dim, config.triplane_resolution, planes,
-                                         config.channel_base, config.channel_max)  # fmt: skip
+        self.backbone = SynthesisNetwork(
+            config.w_dim, config.triplane_resolution, planes, config.channel_base, config.channel_max
+        )
         self.mapping = MappingNetwork(
-            config.z_dim, CAMERA_DIM if config.camera_conditioning else 0, config.w_dim,
-            self.backbone.num_ws, config.mapping_layers,
-        )  # fmt: skip
-        self.decoder = TriPlaneDecoder(config.triplane_channels, config.decoder_hidden,
-                                       config.decoder_features)  # fmt: skip
+            config.z_dim,
+            CAMERA_DIM if config.camera_conditioning else 0,
+            config.w_dim,
+            self.backbone.num_ws,
+            config.mapping_layers,
+        )
+        self.decoder = TriPlaneDecoder(
+            config.triplane_channels, config.decoder_hidden, config.decoder_features
+        )
         self.superresolution = SuperResolution(
-            config.decoder_features, config.w_dim, config.sr_input_resolution,
-            config.img_resolution, config.sr_channels,
-        )  # fmt: skip
+            config.decoder_features,
+            config.w_dim,
+            config.sr_input_resolution,
+            config.img_resolution,
+            config.sr_channels,
+        )
         self.background = (
             BackgroundGenerator(
                 config.w_dim,
                 config.background_resolution,
                 config.background_channel_base,
                 config.background_channel_max,
-            )  # fmt: skip
+            )
             if config.background == "stylegan2"
             else None
         )
@@ -118,8 +126,14 @@ class TriPlaneGenerator(nn.Module):
         return self.field(self.planes(ws), points)[0]
 
     # -- the whole -----------------------------------------------------------------------------
-    def synthesis(self, ws: torch.Tensor, c: torch.Tensor, neural_rendering_resolution: int | None = None,
-                  perturb: bool = False, generator: torch.Generator | None = None) -> dict:  # fmt: skip
+    def synthesis(
+        self,
+        ws: torch.Tensor,
+        c: torch.Tensor,
+        neural_rendering_resolution: int | None = None,
+        perturb: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> dict:
         """Render ws at cameras c (B, 25). Returns `image` (B, 3, R, R) in [-1, 1]-ish,
         `image_raw` (B, 3, r, r), `image_depth` (B, 1, r, r), `opacity` (B, 1, r, r), and with a
         background network `background` (B, 3, R, R), what shows where the volume is empty."""
@@ -129,17 +143,20 @@ class TriPlaneGenerator(nn.Module):
         planes = self.planes(ws)
         origins, dirs = camera_rays(c, res)
         features, depth, opacity = render_rays(
-            lambda pts: self.field(planes, pts), origins, dirs,
-            depth_samples=cfg.depth_samples, importance_samples=cfg.importance_samples,
-            ray_start=cfg.ray_start, ray_end=cfg.ray_end, perturb=perturb, generator=generator,
-        )  # fmt: skip
+            lambda pts: self.field(planes, pts),
+            origins,
+            dirs,
+            depth_samples=cfg.depth_samples,
+            importance_samples=cfg.importance_samples,
+            ray_start=cfg.ray_start,
+            ray_end=cfg.ray_end,
+            perturb=perturb,
+            generator=generator,
+        )
         batch = ws.shape[0]
         feature_image = features.transpose(1, 2).reshape(batch, -1, res, res)
         opacity = opacity.transpose(1, 2).reshape(batch, 1, res, res)
-        out = {
-            "image_depth": depth.transpose(1, 2).reshape(batch, 1, res, res),
-            "opacity": opacity,
-        }
+        out = {"image_depth": depth.transpose(1, 2).reshape(batch, 1, res, res), "opacity": opacity}
         if self.background is None:
             # decoder colours are in [0, 1]; images live in [-1, 1] like the dataset's
             raw_rgb = feature_image[:, :3] * 2 - 1
@@ -153,15 +170,16 @@ class TriPlaneGenerator(nn.Module):
         colour_rgb = feature_image[:, :3] / opacity.detach().clamp_min(1e-3) * 2 - 1
         background = self.background(ws[:, -1])
         size = cfg.img_resolution
-        out["image_raw"] = composite_over(colour_rgb.clamp(-1.002, 1.002), opacity,
-                                          resize(background, res))  # fmt: skip
-        out["image"] = composite_over(self.superresolution(raw_rgb, feature_image, ws[:, -1]),
-                                      resize(opacity, size), resize(background, size))  # fmt: skip
+        out["image_raw"] = composite_over(colour_rgb.clamp(-1.002, 1.002), opacity, resize(background, res))
+        out["image"] = composite_over(
+            self.superresolution(raw_rgb, feature_image, ws[:, -1]),
+            resize(opacity, size),
+            resize(background, size),
+        )
         out["background"] = resize(background, size)
         return out
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0,
-                **render) -> dict:  # fmt: skip
+    def forward(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0, **render) -> dict:
         return self.synthesis(self.map(z, c, truncation_psi), c, **render)
 
     # -- weights -------------------------------------------------------------------------------
@@ -174,13 +192,10 @@ class TriPlaneGenerator(nn.Module):
 
 
 def _check_shape(x: torch.Tensor, shape: tuple, name: str) -> None:
-    if x.dim() != len(shape) or any(
-        s is not None and s != d for s, d in zip(shape, x.shape, strict=True)
-    ):
+    if x.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape, strict=True)):
         raise ValueError(f"{name} must have shape {shape} (None = any), got {tuple(x.shape)}")
 
 
 def upsample_raw(image_raw: torch.Tensor, size: int) -> torch.Tensor:
     """The raw image at the final resolution (the dual discriminator's second input)."""
-    return F.interpolate(image_raw, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=True)  # fmt: skip
+    return F.interpolate(image_raw, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

@@ -55,16 +55,23 @@ def modulated_conv2d(
     if demodulate:
         w = w * torch.rsqrt(w.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
     x = x.reshape(1, batch * in_channels, height, width)
-    out = F.conv2d(x, w.reshape(batch * out_channels, in_channels, kh, kw),
-                   padding=kh // 2, groups=batch)  # fmt: skip
+    out = F.conv2d(x, w.reshape(batch * out_channels, in_channels, kh, kw), padding=kh // 2, groups=batch)
     return out.reshape(batch, out_channels, height, width)
 
 
 class ModulatedConv(nn.Module):
     """Style-modulated k×k convolution (+ bias, leaky ReLU), optionally upsampling ×2 first."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel: int = 3,
-                 up: bool = False, demodulate: bool = True, activation: str = "lrelu"):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        kernel: int = 3,
+        up: bool = False,
+        demodulate: bool = True,
+        activation: str = "lrelu",
+    ):
         super().__init__()
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
@@ -89,8 +96,9 @@ class ToRGB(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int):
         super().__init__()
-        self.conv = ModulatedConv(in_channels, out_channels, w_dim, kernel=1, demodulate=False,
-                                  activation="linear")  # fmt: skip
+        self.conv = ModulatedConv(
+            in_channels, out_channels, w_dim, kernel=1, demodulate=False, activation="linear"
+        )
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return self.conv(x, w)
@@ -101,8 +109,9 @@ class SynthesisBlock(nn.Module):
 
     num_ws = 3
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, img_channels: int,
-                 first: bool, resolution: int):  # fmt: skip
+    def __init__(
+        self, in_channels: int, out_channels: int, w_dim: int, img_channels: int, first: bool, resolution: int
+    ):
         super().__init__()
         self.first = first
         if first:
@@ -131,8 +140,9 @@ class SynthesisBlock(nn.Module):
 class SynthesisNetwork(nn.Module):
     """StyleGAN2 synthesis: ws (B, num_ws, w_dim) → (B, img_channels, R, R), from 4² up to R."""
 
-    def __init__(self, w_dim: int, img_resolution: int, img_channels: int,
-                 channel_base: int, channel_max: int):  # fmt: skip
+    def __init__(
+        self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int, channel_max: int
+    ):
         super().__init__()
         if img_resolution < 4 or img_resolution & (img_resolution - 1):
             raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
@@ -142,9 +152,7 @@ class SynthesisNetwork(nn.Module):
         for i, res in enumerate(self.resolutions):
             in_ch = channels[res // 2] if i else 0
             self.blocks.append(
-                SynthesisBlock(
-                    in_ch, channels[res], w_dim, img_channels, first=i == 0, resolution=res
-                )  # fmt: skip
+                SynthesisBlock(in_ch, channels[res], w_dim, img_channels, first=i == 0, resolution=res)
             )
         # consecutive blocks share one w: the toRGB of one and the first conv of the next
         self.num_ws = 2 * len(self.resolutions) + 1
@@ -159,8 +167,15 @@ class SynthesisNetwork(nn.Module):
 class EqualConv2d(nn.Module):
     """k×k convolution with equalised lr, optional leaky ReLU and ×2 average-pool downsampling."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, bias: bool = True,
-                 activation: str = "lrelu", down: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        bias: bool = True,
+        activation: str = "lrelu",
+        down: bool = False,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None

@@ -19,23 +19,30 @@ class MappingNetwork(nn.Module):
     training loop calls `update_w_avg` (a forward pass changes no module state).
     """
 
-    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, num_layers: int,
-                 lr_multiplier: float = 0.01, w_avg_beta: float = 0.998):  # fmt: skip
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        num_ws: int,
+        num_layers: int,
+        lr_multiplier: float = 0.01,
+        w_avg_beta: float = 0.998,
+    ):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.w_avg_beta = w_avg_beta
         self.embed = EqualLinear(c_dim, w_dim) if c_dim else None
         features = [z_dim + (w_dim if c_dim else 0)] + [w_dim] * num_layers
         self.layers = nn.ModuleList(
-            EqualLinear(
-                features[i], features[i + 1], activation="lrelu", lr_multiplier=lr_multiplier
-            )  # fmt: skip
+            EqualLinear(features[i], features[i + 1], activation="lrelu", lr_multiplier=lr_multiplier)
             for i in range(num_layers)
         )
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None,
-                truncation_psi: float = 1.0) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0
+    ) -> torch.Tensor:
         x = normalize_2nd_moment(z)
         if self.c_dim:
             if c is None or c.shape[-1] != self.c_dim:

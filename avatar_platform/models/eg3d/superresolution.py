@@ -18,14 +18,20 @@ from avatar_platform.models.eg3d.layers import ModulatedConv, SynthesisBlock, To
 class SuperResolution(nn.Module):
     """rgb (B, 3, r, r), features (B, C, r, r), w (B, w_dim) → image (B, 3, R, R)."""
 
-    def __init__(self, in_channels: int, w_dim: int, input_resolution: int, img_resolution: int,
-                 channels: int, img_channels: int = 3):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        w_dim: int,
+        input_resolution: int,
+        img_resolution: int,
+        channels: int,
+        img_channels: int = 3,
+    ):
         super().__init__()
         ups = int(math.log2(img_resolution // input_resolution))
         if input_resolution * 2**ups != img_resolution:
             raise ValueError(
-                f"img_resolution {img_resolution} must be input_resolution {input_resolution} "
-                "times a power of two"
+                f"img_resolution {img_resolution} must be input_resolution {input_resolution} times a power of two"
             )
         self.input_resolution = input_resolution
         self.stem = ModulatedConv(in_channels, channels, w_dim)

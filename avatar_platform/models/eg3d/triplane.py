@@ -29,7 +29,8 @@ def sample_from_planes(planes: torch.Tensor, coords: torch.Tensor, box_warp: flo
         else:
             volume = planes[:, plane].permute(0, 2, 1, 3, 4)  # (B, C, D, H, W)
             grid = normalized[..., [a, b, d]].reshape(batch, 1, 1, n, 3)
-            sampled = F.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros",
-                                    align_corners=False).squeeze(2)  # (B, C, 1, N)  # fmt: skip
+            sampled = F.grid_sample(
+                volume, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+            ).squeeze(2)  # (B, C, 1, N)
         features.append(sampled.reshape(batch, -1, n).transpose(1, 2))
     return torch.stack(features, dim=0).mean(dim=0)

@@ -18,9 +18,7 @@ def camera_rays(camera: torch.Tensor, resolution: int) -> tuple[torch.Tensor, to
     batch = camera.shape[0]
     cam2world = camera[:, :16].reshape(batch, 4, 4)
     k = camera[:, 16:].reshape(batch, 3, 3)
-    centres = (
-        torch.arange(resolution, device=camera.device, dtype=camera.dtype) + 0.5
-    ) / resolution
+    centres = (torch.arange(resolution, device=camera.device, dtype=camera.dtype) + 0.5) / resolution
     v, u = torch.meshgrid(centres, centres, indexing="ij")
     u, v = u.reshape(1, -1), v.reshape(1, -1)
     x = (u - k[:, 0, 2:3]) / k[:, 0, 0:1]
@@ -40,8 +38,16 @@ def _uniform(shape: tuple[int, ...], device, generator: torch.Generator | None) 
     return torch.rand(shape, generator=generator, device=generator.device).to(device)
 
 
-def stratified_depths(batch: int, rays: int, samples: int, ray_start: float, ray_end: float,
-                      device, perturb: bool, generator: torch.Generator | None = None):  # fmt: skip
+def stratified_depths(
+    batch: int,
+    rays: int,
+    samples: int,
+    ray_start: float,
+    ray_end: float,
+    device,
+    perturb: bool,
+    generator: torch.Generator | None = None,
+):
     """(B, N, S, 1) depths: S evenly spaced bins, a random point in each when `perturb`."""
     edges = torch.linspace(ray_start, ray_end, samples + 1, device=device)
     width = (ray_end - ray_start) / samples
@@ -74,8 +80,13 @@ def composite(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tenso
     return rgb, depth, weights, opacity
 
 
-def importance_depths(depths: torch.Tensor, weights: torch.Tensor, samples: int,
-                      perturb: bool, generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+def importance_depths(
+    depths: torch.Tensor,
+    weights: torch.Tensor,
+    samples: int,
+    perturb: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Inverse-CDF samples (B, N, samples, 1) from the coarse weights (B, N, S-1, 1)."""
     batch, rays = depths.shape[:2]
     mids = ((depths[:, :, 1:] + depths[:, :, :-1]) / 2).reshape(batch * rays, -1)
@@ -103,9 +114,18 @@ def importance_depths(depths: torch.Tensor, weights: torch.Tensor, samples: int,
 FieldFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def render_rays(field: FieldFn, origins: torch.Tensor, dirs: torch.Tensor, *, depth_samples: int,
-                importance_samples: int, ray_start: float, ray_end: float, perturb: bool = False,
-                generator: torch.Generator | None = None):  # fmt: skip
+def render_rays(
+    field: FieldFn,
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    *,
+    depth_samples: int,
+    importance_samples: int,
+    ray_start: float,
+    ray_end: float,
+    perturb: bool = False,
+    generator: torch.Generator | None = None,
+):
     """Render a field along rays. `field(points (B, M, 3)) → (sigma (B, M, 1), rgb (B, M, C))`.
 
     Returns feature (B, N, C), depth (B, N, 1), opacity (B, N, 1).
@@ -118,8 +138,9 @@ def render_rays(field: FieldFn, origins: torch.Tensor, dirs: torch.Tensor, *, de
         samples = depths.shape[2]
         return rgb.reshape(batch, rays, samples, -1), sigma.reshape(batch, rays, samples, 1)
 
-    depths = stratified_depths(batch, rays, depth_samples, ray_start, ray_end, origins.device,
-                               perturb, generator)  # fmt: skip
+    depths = stratified_depths(
+        batch, rays, depth_samples, ray_start, ray_end, origins.device, perturb, generator
+    )
     colors, densities = evaluate(depths)
     if importance_samples > 0:
         _, _, weights, _ = composite(colors, densities, depths)

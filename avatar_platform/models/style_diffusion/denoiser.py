@@ -58,8 +58,9 @@ class StyleDenoiser(nn.Module):
         self.null_cond = nn.Parameter(torch.zeros(config.cond_dim))
         self.query = nn.Parameter(torch.randn(d) * 0.02)
         self.positions = nn.Parameter(torch.randn(4, d) * 0.02)
-        layer = nn.TransformerEncoderLayer(d, config.heads, 4 * d, config.dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)  # fmt: skip
+        layer = nn.TransformerEncoderLayer(
+            d, config.heads, 4 * d, config.dropout, activation="gelu", batch_first=True, norm_first=True
+        )
         self.transformer = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, config.w_dim)
@@ -78,8 +79,13 @@ class StyleDenoiser(nn.Module):
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.w_std + self.w_mean
 
-    def forward(self, w_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None,
-                drop: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        w_t: torch.Tensor,
+        t: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        drop: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """`cond` None = unconditional; `drop` (B,) bool replaces some conditions by the null."""
         batch = w_t.shape[0]
         if w_t.shape[1:] != (self.config.w_dim,):
@@ -88,24 +94,29 @@ class StyleDenoiser(nn.Module):
         if cond is None:
             cond = null
         elif cond.shape != (batch, self.config.cond_dim):
-            raise ValueError(
-                f"cond must be ({batch}, {self.config.cond_dim}), got {tuple(cond.shape)}"
-            )
+            raise ValueError(f"cond must be ({batch}, {self.config.cond_dim}), got {tuple(cond.shape)}")
         if drop is not None:
             cond = torch.where(drop[:, None], null, cond)
         t = t.expand(batch) if t.dim() == 0 else t
-        tokens = torch.stack([
-            self.cond_in(cond),
-            self.time_in(timestep_embedding(t, self.config.width)),
-            self.w_in(w_t),
-            self.query.expand(batch, -1),
-        ], dim=1) + self.positions  # fmt: skip
+        tokens = (
+            torch.stack(
+                [
+                    self.cond_in(cond),
+                    self.time_in(timestep_embedding(t, self.config.width)),
+                    self.w_in(w_t),
+                    self.query.expand(batch, -1),
+                ],
+                dim=1,
+            )
+            + self.positions
+        )
         return self.out(self.norm(self.transformer(tokens)[:, -1]))
 
     def save_pretrained(self, folder: str | Path, name: str = "style_denoiser") -> None:
         save_module(self, self.config, Path(folder), name)
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, name: str = "style_denoiser",
-                        map_location: str = "cpu") -> StyleDenoiser:  # fmt: skip
+    def from_pretrained(
+        cls, folder: str | Path, name: str = "style_denoiser", map_location: str = "cpu"
+    ) -> StyleDenoiser:
         return load_module(cls, StyleDenoiserConfig, Path(folder), name, map_location)

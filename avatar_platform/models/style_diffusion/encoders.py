@@ -49,11 +49,13 @@ class CnnImageEncoder(nn.Module):
         widths = [3, c, 2 * c, 4 * c, 4 * c]
         layers: list[nn.Module] = []
         for cin, cout in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1),
-                       nn.GroupNorm(min(8, cout), cout), nn.SiLU()]  # fmt: skip
+            layers += [
+                nn.Conv2d(cin, cout, 3, stride=2, padding=1),
+                nn.GroupNorm(min(8, cout), cout),
+                nn.SiLU(),
+            ]
         self.features = nn.Sequential(*layers)
-        self.project = nn.Sequential(nn.Linear(widths[-1], config.embed_dim),
-                                     nn.LayerNorm(config.embed_dim))  # fmt: skip
+        self.project = nn.Sequential(nn.Linear(widths[-1], config.embed_dim), nn.LayerNorm(config.embed_dim))
         self.trainable = True
 
     @property
@@ -67,8 +69,9 @@ class CnnImageEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         size = self.config.image_size
         if images.shape[-2:] != (size, size):
-            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
-                                   align_corners=False)  # fmt: skip
+            images = F.interpolate(
+                images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
         return self.project(self.features(images).mean(dim=(2, 3)))
 
 
@@ -83,8 +86,11 @@ class ClipImageEncoder(nn.Module):
 
         self.config = config
         src = source or model_source(config.clip_model, "CLIP image encoder")
-        self.model = load_pretrained(CLIPVisionModelWithProjection.from_pretrained, src,
-                                     "CLIP image encoder").eval().requires_grad_(False)  # fmt: skip
+        self.model = (
+            load_pretrained(CLIPVisionModelWithProjection.from_pretrained, src, "CLIP image encoder")
+            .eval()
+            .requires_grad_(False)
+        )
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
         self.trainable = False
@@ -99,8 +105,7 @@ class ClipImageEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         size = self.input_size
-        x = F.interpolate(images, size=(size, size), mode="bicubic", antialias=True,
-                          align_corners=False)  # fmt: skip
+        x = F.interpolate(images, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
         x = ((x + 1) / 2 - self.mean) / self.std
         return self.model(pixel_values=x).image_embeds
 
@@ -116,8 +121,11 @@ def save_image_encoder(encoder: nn.Module, folder: str | Path) -> None:
         return
     # the CLIP weights travel with the model folder (a registered model must be self-contained)
     encoder.model.save_pretrained(folder / CLIP_FOLDER)
-    meta = {"format_version": FORMAT_VERSION, "architecture": "ClipImageEncoder",
-            "config": encoder.config.model_dump(mode="json")}  # fmt: skip
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "architecture": "ClipImageEncoder",
+        "config": encoder.config.model_dump(mode="json"),
+    }
     (folder / f"{NAME}.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 

@@ -1,5 +1,5 @@
 """The noise schedule (diffusers' DDPM for training; DDIM or DPM-Solver++ for sampling) and
-classifier-free guidance: ε̂ = λ·ε(w, y) + (1 − λ)·ε(w) (METHOD.md §4).
+classifier-free guidance: ε̂ = λ·ε(w, y) + (1 − λ)·ε(w) (docs/method.md §4).
 
 The denoiser predicts the clean w (`prediction: sample`, as the unCLIP prior does) or the noise
 (`epsilon`); guidance combines either linearly, which is the same combination of the ε that
@@ -34,23 +34,30 @@ class DiffusionScheduleConfig(StrictConfig):
 def training_scheduler(config: DiffusionScheduleConfig):
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=config.num_train_timesteps,
-                         beta_schedule=config.beta_schedule, prediction_type=config.prediction,
-                         clip_sample=False)  # fmt: skip
+    return DDPMScheduler(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_schedule=config.beta_schedule,
+        prediction_type=config.prediction,
+        clip_sample=False,
+    )
 
 
 def inference_scheduler(config: DiffusionScheduleConfig):
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-    common = dict(num_train_timesteps=config.num_train_timesteps,
-                  beta_schedule=config.beta_schedule, prediction_type=config.prediction)  # fmt: skip
+    common = dict(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_schedule=config.beta_schedule,
+        prediction_type=config.prediction,
+    )
     if config.sampler == "dpm-solver":
         return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", **common)
     return DDIMScheduler(clip_sample=False, set_alpha_to_one=False, **common)
 
 
-def guided_prediction(denoiser, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None,
-                      guidance: float) -> torch.Tensor:  # fmt: skip
+def guided_prediction(
+    denoiser, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None, guidance: float
+) -> torch.Tensor:
     """λ·f(x, y) + (1 − λ)·f(x) for the denoiser's output f (ε or w); λ = 1 is the conditional
     model alone, λ = 0 the unconditional."""
     if cond is None or guidance == 0:
@@ -62,9 +69,16 @@ def guided_prediction(denoiser, x: torch.Tensor, t: torch.Tensor, cond: torch.Te
 
 
 @torch.no_grad()
-def sample_w(denoiser, cond: torch.Tensor | None, config: DiffusionScheduleConfig, *,
-             batch: int | None = None, guidance: float | None = None, steps: int | None = None,
-             generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+def sample_w(
+    denoiser,
+    cond: torch.Tensor | None,
+    config: DiffusionScheduleConfig,
+    *,
+    batch: int | None = None,
+    guidance: float | None = None,
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """w (B, w_dim) in the generator's units, from image embeddings `cond` (B, cond_dim) or,
     with `cond` None, `batch` unconditional samples. Seeded by `generator` (a CPU generator)."""
     device = next(denoiser.parameters()).device

@@ -29,9 +29,7 @@ class GenerateConfig(StrictConfig):
     gpus_per_worker: float = Field(1.0, gt=0, description="GPUs per actor where GPUs exist")
     render_batch_size: int = Field(8, ge=1, description="rows per conditioning-render task")
     shard_size: int = Field(64, ge=1, description="rows per Parquet part file (at most)")
-    save_conditions: bool = Field(
-        True, description="also store the OpenPose and depth images in the dataset"
-    )
+    save_conditions: bool = Field(True, description="also store the OpenPose and depth images in the dataset")
     template_mesh: str | None = Field(
         None, description="a user mesh (GLB/OBJ/PLY) for every avatar instead of procedural busts"
     )

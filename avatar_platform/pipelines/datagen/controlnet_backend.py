@@ -6,21 +6,23 @@ is offline (`HF_HUB_OFFLINE=1`): a missing model is one clear error. fp16 + chan
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from avatar_platform.core.config import StrictConfig
+from avatar_platform.core.digest import path_sha256
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.hub import load_pretrained, model_source
+from avatar_platform.formats.lora_folder import (  # noqa: F401 (re-exported)
+    LORA_META,
+    LORA_WEIGHTS,
+    lora_folder,
+    lora_meta,
+    lora_weights,
+)
 from avatar_platform.pipelines.datagen.backend import ImageRequest, mask_from_bool
-
-LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' name, found by load_lora_weights
-LORA_META = "lora.json"  # written by `train lora` beside the weights: token, base, rank, step
 
 
 class ControlNetBackendConfig(StrictConfig):
@@ -95,69 +97,6 @@ def condition_silhouette(request: ImageRequest) -> np.ndarray:
     return np.asarray(request.depth)[..., 0] > 0
 
 
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file (what `sha256sum` prints), or of a folder's names and files in order."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(file.name.encode())
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def lora_folder(path: str) -> str:
-    """A `train lora` output folder stands for its final adapter in `model/`; else `path`."""
-    model = Path(path).expanduser() / "model"
-    return str(model) if (model / LORA_WEIGHTS).is_file() else path
-
-
-def lora_weights(source: str) -> Path | None:
-    """The local weights file (or folder) of a LoRA, None for a hub id. A safetensors file that
-    holds no LoRA fails here, once, rather than in every image actor."""
-    path = Path(source)
-    weights = path / LORA_WEIGHTS if (path / LORA_WEIGHTS).is_file() else path
-    if not weights.exists():
-        return None
-    if weights.is_file() and weights.suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(weights, "pt") as handle:
-                keys = list(handle.keys())
-        except (OSError, SafetensorError) as err:
-            keys, problem = [], str(err)
-        else:
-            problem = f"no LoRA tensors among its {len(keys)} tensors"
-        if not any("lora" in key for key in keys):
-            raise AvatarPlatformError(
-                f"cannot load the LoRA weights '{weights}' ({problem})",
-                expected="a diffusers-format LoRA (pytorch_lora_weights.safetensors)",
-                fix="pass the model folder of `avatar-platform train lora`, or its run folder",
-            )
-    return weights
-
-
-def lora_meta(lora: str) -> dict:
-    """The `lora.json` of a `train lora` folder (or beside a weights file); {} for other LoRAs."""
-    path = Path(model_source(lora, "LoRA weights"))
-    meta_file = (path if path.is_dir() else path.parent) / LORA_META
-    if not meta_file.is_file():
-        return {}
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, ValueError) as err:
-        raise AvatarPlatformError(
-            f"the LoRA description '{meta_file}' could not be read ({err})",
-            expected="the lora.json that `avatar-platform train lora` writes",
-            fix="copy it again from the training output, or delete it to keep the style text",
-        ) from None
-    return meta if isinstance(meta, dict) else {}
-
-
 def lora_token(config: ControlNetBackendConfig) -> str | None:
     """The character token that replaces the style text, when the LoRA names one."""
     token = lora_meta(config.lora).get("token") if config.lora else None
@@ -168,9 +107,7 @@ def model_sources(config: ControlNetBackendConfig) -> dict[str, str]:
     """The models the config selects, as local paths or hub ids (missing paths raise)."""
     sources = {"sd_model": model_source(config.sd_model, "Stable Diffusion model")}
     if config.guidance in ("openpose", "hybrid"):
-        sources["openpose_controlnet"] = model_source(
-            config.openpose_controlnet, "OpenPose ControlNet"
-        )
+        sources["openpose_controlnet"] = model_source(config.openpose_controlnet, "OpenPose ControlNet")
     if config.guidance in ("depth", "hybrid"):
         sources["depth_controlnet"] = model_source(config.depth_controlnet, "depth ControlNet")
     return sources
@@ -189,9 +126,13 @@ def controlnet_identity(config: ControlNetBackendConfig) -> dict:
     if config.lora:
         source = model_source(config.lora, "LoRA weights")
         weights = lora_weights(source)
-        out["lora"] = {"path": source, "weights": str(weights) if weights else None,
-                       "sha256": file_digest(weights) if weights else None,
-                       "scale": config.lora_scale, "token": lora_token(config)}  # fmt: skip
+        out["lora"] = {
+            "path": source,
+            "weights": str(weights) if weights else None,
+            "sha256": path_sha256(weights) if weights else None,
+            "scale": config.lora_scale,
+            "token": lora_token(config),
+        }
     return out
 
 
@@ -217,9 +158,7 @@ class ControlNetBackend:
         self.dtype = torch.float16 if use_fp16 else torch.float32
         self.sources = model_sources(config)
         controlnets = [
-            load_pretrained(
-                ControlNetModel.from_pretrained, src, key.replace("_", " "), dtype=self.dtype
-            )
+            load_pretrained(ControlNetModel.from_pretrained, src, key.replace("_", " "), dtype=self.dtype)
             for key, src in self.sources.items()
             if key.endswith("controlnet")
         ]

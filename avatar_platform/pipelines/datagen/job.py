@@ -24,7 +24,7 @@ from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.paths import atomic_write_bytes, ensure_writable_dir
 from avatar_platform.core.progress import progress_bar
 from avatar_platform.core.ray_runtime import check_ray_address, require_resources
-from avatar_platform.pipelines.datagen.card import write_card
+from avatar_platform.formats.dataset_card import write_card
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.spec import plan
 from avatar_platform.pipelines.datagen.stages import (
@@ -56,12 +56,13 @@ class GenerateSummary:
 def config_hash(config: GenerateConfig) -> str:
     text = config.model_dump_json()
     if config.backend == "controlnet" and config.controlnet.lora:
+        from avatar_platform.core.digest import path_sha256
         from avatar_platform.core.hub import model_source
-        from avatar_platform.pipelines.datagen.controlnet_backend import file_digest, lora_weights
+        from avatar_platform.formats.lora_folder import lora_weights
 
         # a retrained LoRA in the same folder makes other images: not the same dataset
         weights = lora_weights(model_source(config.controlnet.lora, "LoRA weights"))
-        text += file_digest(weights) if weights else ""
+        text += path_sha256(weights) if weights else ""
     if config.template_mesh:
         from avatar_platform.pipelines.poses.template import template_digests
 
@@ -80,10 +81,7 @@ def check_inputs(config: GenerateConfig) -> None:
     resolve_styles(config.styles)
     if config.template_mesh:
         load_user_template(
-            config.template_mesh,
-            config.template_landmarks,
-            config.template_normalize,
-            config.camera,
+            config.template_mesh, config.template_landmarks, config.template_normalize, config.camera
         )
     if config.backend == "controlnet":
         controlnet_identity(config.controlnet)  # raises for paths that do not exist
@@ -99,8 +97,7 @@ def check_inputs(config: GenerateConfig) -> None:
         )
     elif config.controlnet.lora:
         raise AvatarPlatformError(
-            f"a LoRA ('{config.controlnet.lora}') adapts Stable Diffusion, and the backend is "
-            f"'{config.backend}'",
+            f"a LoRA ('{config.controlnet.lora}') adapts Stable Diffusion, and the backend is '{config.backend}'",
             fix="add --backend controlnet, or drop --lora",
         )
 
@@ -180,10 +177,7 @@ def run_pipeline(config: GenerateConfig, remaining: pa.Table, data_dir: Path, pr
     ds = (
         ray.data.from_arrow(blocks)
         .map_batches(
-            render_condition_batch,
-            fn_kwargs={"config_json": config_json},
-            batch_size=step,
-            num_cpus=1,
+            render_condition_batch, fn_kwargs={"config_json": config_json}, batch_size=step, num_cpus=1
         )
         .map_batches(
             ImageGenerator,
@@ -233,9 +227,7 @@ def _deduplicate(data_dir: Path, parts: dict[str, list[str]]) -> dict[str, list[
     return parts
 
 
-def run_generate(
-    config: GenerateConfig, out: Path, ray_address: str | None = None
-) -> GenerateSummary:
+def run_generate(config: GenerateConfig, out: Path, ray_address: str | None = None) -> GenerateSummary:
     """Generate (or finish) the dataset of `config` in `out`."""
     check_inputs(config)
     check_ray_address(ray_address)
@@ -259,9 +251,7 @@ def run_generate(
     data_dir.mkdir(exist_ok=True)
     with _OutputLock(work):
         done = {sid for ids in completed_parts(data_dir).values() for sid in ids}
-        remaining = spec.filter(
-            pc.invert(pc.is_in(spec["sample_id"], pa.array(sorted(done), pa.string())))
-        )
+        remaining = spec.filter(pc.invert(pc.is_in(spec["sample_id"], pa.array(sorted(done), pa.string()))))
         start = time.perf_counter()
         if remaining.num_rows:
             from avatar_platform.core.ray_runtime import init_ray
@@ -279,8 +269,14 @@ def run_generate(
                 f"the dataset in '{out}' is incomplete ({missing} of {len(planned)} images missing)",
                 fix="re-run the same command to generate the missing images",
             )
-        write_card(out, config, config_hash(config), sorted(parts), make_backend_identity(config),
-                   masks=mask_identity(config))  # fmt: skip
+        write_card(
+            out,
+            config,
+            config_hash(config),
+            sorted(parts),
+            make_backend_identity(config),
+            masks=mask_identity(config),
+        )
         shutil.rmtree(work, ignore_errors=True)
     return GenerateSummary(out, spec.num_rows, remaining.num_rows, seconds, len(done))
 
@@ -296,22 +292,19 @@ def make_backend_identity(config: GenerateConfig) -> dict:
 
 def mask_identity(config: GenerateConfig) -> dict:
     """The card's `masks`: where the `mask` column comes from and how it is stored."""
-    out = {
-        "column": "mask",
-        "format": "PNG, mode L, the image's size; 255 = avatar, 0 = background",
-    }
+    out = {"column": "mask", "format": "PNG, mode L, the image's size; 255 = avatar, 0 = background"}
     if config.backend == "procedural":
         from avatar_platform.pipelines.datagen.procedural_backend import MASK_SOURCE
 
         return {"source": MASK_SOURCE, **out}
     from avatar_platform.core.hub import model_source
-    from avatar_platform.pipelines.datagen.controlnet_backend import (
-        mask_source,
-        silhouette_dilation,
-    )
+    from avatar_platform.pipelines.datagen.controlnet_backend import mask_source, silhouette_dilation
 
-    out = {"source": mask_source(config.controlnet), **out,
-           "dilation_px": silhouette_dilation(config.resolution)}  # fmt: skip
+    out = {
+        "source": mask_source(config.controlnet),
+        **out,
+        "dilation_px": silhouette_dilation(config.resolution),
+    }
     if config.controlnet.matting_model:
         out["model"] = model_source(config.controlnet.matting_model, "matting model")
     return out

@@ -51,8 +51,7 @@ def foreground_output(config) -> tuple[str, int]:
     if num_labels == 2:
         return "softmax", 1
     raise ValueError(
-        f"none of its {num_labels} labels is a foreground/person label "
-        f"({', '.join(list(labels.values())[:6])}…)"
+        f"none of its {num_labels} labels is a foreground/person label ({', '.join(list(labels.values())[:6])}…)"
     )
 
 
@@ -60,9 +59,7 @@ def check_matting_model(source: str) -> str:
     """The resolved source (absolute folder or hub id) of a usable matting model; otherwise one
     clear error. Reads its config (and, for a folder, looks for weights), loads no weights."""
     from transformers import AutoConfig, AutoImageProcessor
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES,
-    )
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
 
     resolved = model_source(source, "matting model")
     path = Path(resolved)
@@ -76,15 +73,15 @@ def check_matting_model(source: str) -> str:
         except (OSError, ValueError, AttributeError):
             raise _refuse(source, "its config.json is not a JSON object") from None
         if not model_type:
-            raise _refuse(source, "its config.json names no transformers model_type "
-                          "(a diffusers model, or another library's?)")  # fmt: skip
+            raise _refuse(
+                source,
+                "its config.json names no transformers model_type (a diffusers model, or another library's?)",
+            )
     local = offline() or None
     try:
         config = AutoConfig.from_pretrained(resolved, local_files_only=local)
     except (OSError, ValueError, KeyError) as err:
-        raise _refuse(
-            source, f"its config cannot be read ({str(err).splitlines()[0][:160]})"
-        ) from None
+        raise _refuse(source, f"its config cannot be read ({str(err).splitlines()[0][:160]})") from None
     if config.model_type not in MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES:
         raise _refuse(source, f"'{config.model_type}' is not a semantic-segmentation model")
     try:
@@ -96,9 +93,7 @@ def check_matting_model(source: str) -> str:
     try:
         AutoImageProcessor.from_pretrained(resolved, local_files_only=local)
     except (OSError, ValueError, KeyError) as err:
-        raise _refuse(
-            source, f"it has no image processor ({str(err).splitlines()[0][:160]})"
-        ) from None
+        raise _refuse(source, f"it has no image processor ({str(err).splitlines()[0][:160]})") from None
     return resolved
 
 

@@ -180,16 +180,11 @@ class ProceduralBackend:
     def render(self, request: ImageRequest, resolution: int) -> np.ndarray:
         return self.render_masked(request, resolution)[0]
 
-    def render_masked(
-        self, request: ImageRequest, resolution: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def render_masked(self, request: ImageRequest, resolution: int) -> tuple[np.ndarray, np.ndarray]:
         """(R, R, 3) uint8 image and its exact (R, R) uint8 mask (255 = avatar), both from the
         one G-buffer rendered at the true pose (`render_yaw`, `render_pitch`)."""
         template = template_for(
-            request.avatar_seed,
-            self.template_mesh,
-            self.template_landmarks,
-            self.template_normalize,
+            request.avatar_seed, self.template_mesh, self.template_landmarks, self.template_normalize
         )
         camera = camera_from_angles(request.render_yaw, request.render_pitch, self.camera)
         style = style_catalog()[request.style].procedural
@@ -216,7 +211,7 @@ class ProceduralBackend:
 
 
 def perturbed_yaw(yaw: float, rng: np.random.Generator, config: ProceduralBackendConfig) -> float:
-    """The yaw actually rendered for a planned `yaw` (METHOD.md §3's misalignment, simulated)."""
+    """The yaw actually rendered for a planned `yaw` (docs/method.md §3's misalignment, simulated)."""
     if abs(yaw) < config.confident_yaw or rng.uniform() >= config.pose_noise:
         return float(yaw)
     out = yaw + rng.uniform(-config.pose_noise_degrees, config.pose_noise_degrees)

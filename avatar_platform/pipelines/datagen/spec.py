@@ -28,7 +28,7 @@ def _seed(*parts: int) -> int:
 def plan(config: GenerateConfig) -> pa.Table:
     """The spec table of `config` (same config → byte-identical table)."""
     styles = resolve_styles(config.styles)
-    # a character LoRA's token replaces the style text (METHOD.md §1), so it is the rows' style
+    # a character LoRA's token replaces the style text (docs/method.md §1), so it is the rows' style
     character = lora_token(config.controlnet) if config.backend == "controlnet" else None
     views = config.views_per_avatar
     columns: dict[str, list] = {name: [] for name in SPEC_COLUMNS}
@@ -36,7 +36,7 @@ def plan(config: GenerateConfig) -> pa.Table:
         avatar_seed = _seed(config.seed, avatar)
         rng = np.random.default_rng(_seed(config.seed, avatar, 1))
         yaws, pitches = sample_view_angles(rng, views, config.camera)
-        # round-robin over styles keeps the dataset uniform over them (METHOD.md §1)
+        # round-robin over styles keeps the dataset uniform over them (docs/method.md §1)
         style = styles[avatar % len(styles)]
         fixed = {} if config.template_mesh else BustParams.sample(avatar_seed).prompt_attributes()
         for view in range(views):

@@ -32,17 +32,18 @@ def render_condition_batch(batch: dict[str, np.ndarray], config_json: str) -> di
     openpose, depth, silhouette = [], [], []
     for avatar_seed, camera in zip(batch["avatar_seed"], batch["camera"], strict=True):
         template = template_for(
-            int(avatar_seed),
-            config.template_mesh,
-            config.template_landmarks,
-            config.template_normalize,
+            int(avatar_seed), config.template_mesh, config.template_landmarks, config.template_normalize
         )
         images = render_conditions(template, np.asarray(camera), config.resolution)
         openpose.append(images.openpose)
         depth.append(images.depth)
         silhouette.append(mask_from_bool(images.mask))
-    return {**batch, "openpose": np.stack(openpose), "depth": np.stack(depth),
-            "condition_mask": np.stack(silhouette)}  # fmt: skip
+    return {
+        **batch,
+        "openpose": np.stack(openpose),
+        "depth": np.stack(depth),
+        "condition_mask": np.stack(silhouette),
+    }
 
 
 def make_backend(config: GenerateConfig, device: str | None = None):
@@ -51,10 +52,7 @@ def make_backend(config: GenerateConfig, device: str | None = None):
         from avatar_platform.pipelines.datagen.procedural_backend import ProceduralBackend
 
         return ProceduralBackend(
-            config.camera,
-            config.template_mesh,
-            config.template_landmarks,
-            config.template_normalize,
+            config.camera, config.template_mesh, config.template_landmarks, config.template_normalize
         )
     from avatar_platform.pipelines.datagen.controlnet_backend import ControlNetBackend
 
@@ -95,9 +93,7 @@ class ImageGenerator:
         self.backend = make_backend(self.config)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict:
-        images, masks = self.backend.generate_masked(
-            requests_from_batch(batch), self.config.resolution
-        )
+        images, masks = self.backend.generate_masked(requests_from_batch(batch), self.config.resolution)
         return {**batch, "image": np.stack(images), "mask": np.stack(masks)}
 
 
@@ -126,7 +122,7 @@ DATASET_SCHEMA = pa.schema(
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("backend", pa.string()),
-        # beyond ARCHITECTURE.md's contract: what the image was made from
+        # beyond the dataset contract (docs/architecture.md): what the image was made from
         ("attributes", pa.string()),
         ("true_yaw", pa.float32()),
         ("true_pitch", pa.float32()),
@@ -171,9 +167,7 @@ def write_part(batch: dict[str, np.ndarray], data_dir: str, config_json: str) ->
         "attributes": [str(s) for s in batch["attributes"]],
         "true_yaw": batch["true_yaw"].astype(np.float32),
         "true_pitch": batch["true_pitch"].astype(np.float32),
-        "openpose_image": [encode_png(i) for i in batch["openpose"]]
-        if config.save_conditions
-        else empty,
+        "openpose_image": [encode_png(i) for i in batch["openpose"]] if config.save_conditions else empty,
         "depth_image": [encode_png(i) for i in batch["depth"]] if config.save_conditions else empty,
         "mask": [encode_png(np.asarray(m, np.uint8)) for m in batch["mask"]],
     }

@@ -29,33 +29,52 @@ def _tiny_tokenizer(folder: Path):
 
 
 TINY = {
-    "unet": dict(block_out_channels=(8, 16), layers_per_block=1, sample_size=16,
-                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-                 cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4),
-    "vae": dict(block_out_channels=(8, 16), norm_num_groups=4, sample_size=32,
-                down_block_types=("DownEncoderBlock2D",) * 2,
-                up_block_types=("UpDecoderBlock2D",) * 2),
-    "text": dict(hidden_size=16, intermediate_size=32, num_attention_heads=2,
-                 num_hidden_layers=2),
+    "unet": dict(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=16,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=2,
+        norm_num_groups=4,
+    ),
+    "vae": dict(
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        sample_size=32,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+    ),
+    "text": dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=2),
     # the conditioning embedding must downsample like the VAE (×2 for two blocks)
     "controlnet": dict(conditioning_embedding_out_channels=(8, 16)),
-}  # fmt: skip
+}
 
 # Stable Diffusion 1.5's shapes (860M-parameter UNet, CLIP ViT-L/14 text tower, the 4-level VAE):
 # random weights with the real cost per image, for GPU speed measurements without the weights
 SD15 = {
-    "unet": dict(block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, sample_size=64,
-                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-                 cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32),
-    "vae": dict(block_out_channels=(128, 256, 512, 512), norm_num_groups=32, sample_size=512,
-                layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
-                up_block_types=("UpDecoderBlock2D",) * 4),
-    "text": dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
-                 num_hidden_layers=12),
+    "unet": dict(
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        sample_size=64,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    ),
+    "vae": dict(
+        block_out_channels=(128, 256, 512, 512),
+        norm_num_groups=32,
+        sample_size=512,
+        layers_per_block=2,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+    ),
+    "text": dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12),
     "controlnet": dict(conditioning_embedding_out_channels=(16, 32, 96, 256)),
-}  # fmt: skip
+}
 
 
 def build_tiny_stable_diffusion(folder: str | Path, seed: int = 0) -> dict[str, str]:
@@ -67,9 +86,8 @@ def build_tiny_stable_diffusion(folder: str | Path, seed: int = 0) -> dict[str, 
 
 
 def build_random_stable_diffusion(
-    folder: str | Path, shapes: dict, suffix: str, seed: int = 0, dtype=None,
-    controlnets: bool = True,
-) -> dict[str, str]:  # fmt: skip
+    folder: str | Path, shapes: dict, suffix: str, seed: int = 0, dtype=None, controlnets: bool = True
+) -> dict[str, str]:
     """Write a random-weight SD pipeline of `shapes` (TINY or SD15) and two ControlNets (unless
     `controlnets` is False: a LoRA benchmark needs the pipeline alone)."""
     import torch
@@ -99,11 +117,7 @@ def build_random_stable_diffusion(
         )
     )
     scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        steps_offset=1,
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1
     )
     pipe = StableDiffusionPipeline(
         vae=vae,
@@ -128,9 +142,7 @@ def build_random_stable_diffusion(
             controlnet = controlnet.to(dtype=dtype)
         paths[f"{name}_controlnet"] = folder / f"controlnet-{name}-{suffix}"
         controlnet.save_pretrained(paths[f"{name}_controlnet"])
-    (folder / f"{suffix}-models.json").write_text(
-        json.dumps({k: str(v) for k, v in paths.items()}, indent=2)
-    )
+    (folder / f"{suffix}-models.json").write_text(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -157,20 +169,24 @@ def build_tiny_matting_model(folder: str | Path, seed: int = 0, size: int = 32) 
     foreground) and its image processor to `folder`: a stand-in for a real matting model that
     `--matting-model` loads through transformers like the real one. Returns the folder."""
     import torch
-    from transformers import (
-        SegformerConfig,
-        SegformerForSemanticSegmentation,
-        SegformerImageProcessor,
-    )
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
 
     folder = Path(folder)
     torch.manual_seed(seed)
     config = SegformerConfig(
-        num_encoder_blocks=2, depths=[1, 1], hidden_sizes=[8, 16], num_attention_heads=[1, 2],
-        sr_ratios=[2, 1], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
-        decoder_hidden_size=16, num_labels=2, id2label={0: "background", 1: "foreground"},
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        hidden_sizes=[8, 16],
+        num_attention_heads=[1, 2],
+        sr_ratios=[2, 1],
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=16,
+        num_labels=2,
+        id2label={0: "background", 1: "foreground"},
         label2id={"background": 0, "foreground": 1},
-    )  # fmt: skip
+    )
     model = SegformerForSemanticSegmentation(config).eval()
     with torch.no_grad():  # initial logits are ~0 (p ≈ 0.5 everywhere): make decisions clear-cut
         model.decode_head.classifier.weight.mul_(5000.0)

@@ -78,8 +78,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
 
 
-def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 10,
-                              subset_size: int = 100, seed: int = 0) -> float:  # fmt: skip
+def kernel_inception_distance(
+    a: np.ndarray, b: np.ndarray, subsets: int = 10, subset_size: int = 100, seed: int = 0
+) -> float:
     """KID: unbiased MMD² with the cubic polynomial kernel, averaged over subsets."""
     rng = np.random.default_rng(seed)
     size = min(subset_size, len(a), len(b))
@@ -97,8 +98,14 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 10,
 
 
 @torch.no_grad()
-def generated_features(generator, cameras: torch.Tensor, extractor: FeatureExtractor,
-                       seed: int = 0, batch: int = 16, truncation_psi: float = 1.0) -> np.ndarray:  # fmt: skip
+def generated_features(
+    generator,
+    cameras: torch.Tensor,
+    extractor: FeatureExtractor,
+    seed: int = 0,
+    batch: int = 16,
+    truncation_psi: float = 1.0,
+) -> np.ndarray:
     """Features of generated images, one per camera (B, 25), random z per image."""
     device = next(generator.parameters()).device
     gen = torch.Generator().manual_seed(seed)
@@ -112,5 +119,4 @@ def generated_features(generator, cameras: torch.Tensor, extractor: FeatureExtra
 
 
 def real_features(images: torch.Tensor, extractor: FeatureExtractor, batch: int = 64) -> np.ndarray:
-    return np.concatenate([extractor(images[i : i + batch]).numpy()
-                           for i in range(0, len(images), batch)])  # fmt: skip
+    return np.concatenate([extractor(images[i : i + batch]).numpy() for i in range(0, len(images), batch)])

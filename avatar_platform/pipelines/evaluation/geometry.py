@@ -1,5 +1,5 @@
 """Geometry error against the `procedural` ground truth: Chamfer distance between a generated
-avatar's mesh and the nearest template bust of the dataset (METHOD.md §3's misalignment test)."""
+avatar's mesh and the nearest template bust of the dataset (docs/method.md §3's misalignment test)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import numpy as np
 import trimesh
 
 
-def chamfer_distance(a: trimesh.Trimesh, b: trimesh.Trimesh, points: int = 4096,
-                     seed: int = 0) -> float:  # fmt: skip
+def chamfer_distance(a: trimesh.Trimesh, b: trimesh.Trimesh, points: int = 4096, seed: int = 0) -> float:
     """Symmetric mean nearest-neighbour distance between surface samples of two meshes."""
     from scipy.spatial import cKDTree
 
@@ -30,8 +29,9 @@ def clip_to_box(mesh: trimesh.Trimesh, half: float) -> trimesh.Trimesh:
     return out
 
 
-def nearest_template_error(mesh: trimesh.Trimesh, templates: list[trimesh.Trimesh],
-                           box: float = 1.0) -> float:  # fmt: skip
+def nearest_template_error(
+    mesh: trimesh.Trimesh, templates: list[trimesh.Trimesh], box: float = 1.0
+) -> float:
     """Chamfer distance to the closest of `templates` (clipped to the box)."""
     return nearest_template(mesh, templates, box)[1]
 
@@ -75,8 +75,9 @@ def silhouette_iou(opacity: np.ndarray, mask: np.ndarray, threshold: float = 0.5
     return float((ours & truth).sum() / union) if union else 1.0
 
 
-def nearest_template(mesh: trimesh.Trimesh, templates: list[trimesh.Trimesh],
-                     box: float = 1.0) -> tuple[int, float]:  # fmt: skip
+def nearest_template(
+    mesh: trimesh.Trimesh, templates: list[trimesh.Trimesh], box: float = 1.0
+) -> tuple[int, float]:
     """(index, Chamfer distance) of the template closest to `mesh` (clipped to the box)."""
     errors = [chamfer_distance(mesh, clip_to_box(t, box / 2)) for t in templates]
     best = int(np.argmin(errors))

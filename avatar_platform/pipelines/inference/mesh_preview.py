@@ -12,8 +12,13 @@ from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_ang
 PREVIEW_YAWS = (0.0, 45.0, 90.0, 180.0, -90.0)
 
 
-def render_mesh(mesh: trimesh.Trimesh, yaw: float, pitch: float = 0.0, resolution: int = 256,
-                camera: CameraConfig | None = None) -> np.ndarray:  # fmt: skip
+def render_mesh(
+    mesh: trimesh.Trimesh,
+    yaw: float,
+    pitch: float = 0.0,
+    resolution: int = 256,
+    camera: CameraConfig | None = None,
+) -> np.ndarray:
     """(R, R, 3) uint8: the mesh seen from (yaw, pitch) degrees; white where no face is hit."""
     image = np.ones((resolution * resolution, 3), np.float32)
     if len(mesh.faces) == 0:

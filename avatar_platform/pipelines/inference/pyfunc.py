@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.formats.model_folder import is_diffusion_folder, load_generator
 from avatar_platform.pipelines.inference import sampling
-from avatar_platform.pipelines.inference.model_loading import is_diffusion_folder, load_generator
 
 # column → (default, lowest, highest); the bounds keep one request from running for hours
 DEFAULTS: dict[str, tuple[Any, Any, Any]] = {
@@ -144,8 +144,7 @@ def parse_requests(frame: pd.DataFrame) -> list[AvatarRequest]:
                 raise AvatarPlatformError(f"row {index}: seed is {seed}", expected="a seed >= 0")
         if has_image and not isinstance(image, bytes | bytearray | memoryview):
             raise AvatarPlatformError(
-                f"row {index}: image is a {type(image).__name__}",
-                expected="the bytes of a PNG or JPEG file",
+                f"row {index}: image is a {type(image).__name__}", expected="the bytes of a PNG or JPEG file"
             )
         mesh = row.get("mesh")
         mesh = False if _missing(mesh) else _python(mesh)
@@ -194,8 +193,7 @@ class StyleAvatar3DModel:
             raise AvatarPlatformError(
                 "this model has no image conditioning (a generator-only package)",
                 expected="`seed` rows for this model",
-                fix="register a `train diffusion` output to turn pictures into avatars, "
-                "or send seeds",
+                fix="register a `train diffusion` output to turn pictures into avatars, or send seeds",
             )
         rows = []
         for request in requests:
@@ -214,12 +212,11 @@ class StyleAvatar3DModel:
         """The ws (1, num_ws, w_dim) of each avatar a request asks for."""
         if request.seed is not None:
             return [sampling.ws_for_seed(self.generator, request.seed, request.truncation)]
-        from avatar_platform.pipelines.inference.image_input import load_image
+        from avatar_platform.formats.pictures import load_image
         from avatar_platform.pipelines.inference.style_sampling import ws_from_image
 
         image = load_image(request.image, name=f"the image of row {request.index}")
-        ws = ws_from_image(self.folder, self.generator, image, request.num_samples,
-                           request.guidance)  # fmt: skip
+        ws = ws_from_image(self.folder, self.generator, image, request.num_samples, request.guidance)
         return [ws[i : i + 1] for i in range(len(ws))]
 
     def _views(self, ws: torch.Tensor, views: int) -> bytes:

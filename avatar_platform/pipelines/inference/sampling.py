@@ -9,50 +9,20 @@ import numpy as np
 import torch
 
 from avatar_platform.models.mesh import extract_mesh
-from avatar_platform.pipelines.training.samples import cameras, to_uint8
+from avatar_platform.pipelines.rendering import (  # noqa: F401 (the users' API, re-exported)
+    FRONT,
+    cameras,
+    latent,
+    render,
+    render_pairs,
+    to_uint8,
+    ws_for,
+    ws_for_seed,
+)
 
-FRONT = 0.0
 # Taubin iterations of every mesh by default (sample, the registry model, serve): on a step-like
 # density they halve the marching-cubes staircase's normal error (20° → 10°) and keep the volume
 MESH_SMOOTH = 5
-
-
-def latent(generator, seed: int) -> torch.Tensor:
-    """z (1, z_dim) of a seed (the same on every machine)."""
-    return torch.randn(1, generator.config.z_dim, generator=torch.Generator().manual_seed(seed))
-
-
-def ws_for(generator, z: torch.Tensor, truncation_psi: float) -> torch.Tensor:
-    """Identity from the mapping at the frontal camera, so it does not change with the view."""
-    device = next(generator.parameters()).device
-    c = cameras([FRONT] * len(z)).to(device, torch.float32)
-    return generator.map(z.to(device), c, truncation_psi)
-
-
-@torch.no_grad()
-def render(generator, ws: torch.Tensor, yaws, pitch: float = 0.0) -> np.ndarray:
-    """(V, R, R, 3) uint8 renders of one ws (1, num_ws, w_dim) at each yaw."""
-    device = ws.device
-    c = cameras(list(yaws), pitch).to(device, torch.float32)
-    return to_uint8(generator.synthesis(ws.expand(len(c), -1, -1), c)["image"])
-
-
-@torch.no_grad()
-def render_pairs(generator, ws: torch.Tensor, yaws: list[float], chunk: int = 16) -> np.ndarray:
-    """(N, R, R, 3) uint8: row i of ws (N, num_ws, w_dim) seen from yaws[i], `chunk` at a time,
-    so that avatars of several requests render in one batch."""
-    c = cameras(list(yaws)).to(ws.device, torch.float32)
-    return np.concatenate(
-        [
-            to_uint8(generator.synthesis(ws[i : i + chunk], c[i : i + chunk])["image"])
-            for i in range(0, len(ws), chunk)
-        ]  # fmt: skip
-    )
-
-
-def ws_for_seed(generator, seed: int, truncation_psi: float) -> torch.Tensor:
-    """ws (1, num_ws, w_dim) of a seed."""
-    return ws_for(generator, latent(generator, seed), truncation_psi)
 
 
 def view_yaws(views: int) -> list[float]:
@@ -76,8 +46,9 @@ def turntable(generator, ws: torch.Tensor, frames: int) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def latent_walk(generator, seed_a: int, seed_b: int, frames: int, truncation_psi: float,
-                space: str = "w") -> list[np.ndarray]:  # fmt: skip
+def latent_walk(
+    generator, seed_a: int, seed_b: int, frames: int, truncation_psi: float, space: str = "w"
+) -> list[np.ndarray]:
     """Interpolate seed_a → seed_b (in z or w) while the camera swings from −45° to 45°."""
     za, zb = latent(generator, seed_a), latent(generator, seed_b)
     wa, wb = ws_for(generator, za, truncation_psi), ws_for(generator, zb, truncation_psi)
@@ -99,9 +70,16 @@ def ray_step(generator) -> float:
 
 
 @torch.no_grad()
-def mesh_for_ws(generator, ws: torch.Tensor, resolution: int, level: float | str | None = "auto",
-                *, keep: str = "largest", smooth: int = MESH_SMOOTH,
-                faces: int | None = None):  # fmt: skip
+def mesh_for_ws(
+    generator,
+    ws: torch.Tensor,
+    resolution: int,
+    level: float | str | None = "auto",
+    *,
+    keep: str = "largest",
+    smooth: int = MESH_SMOOTH,
+    faces: int | None = None,
+):
     """Marching cubes on the avatar's density in the tri-plane box, coloured by the decoder.
 
     level: a raw density or "auto"/None (the opacity rule of models.mesh, with this generator's
@@ -115,13 +93,23 @@ def mesh_for_ws(generator, ws: torch.Tensor, resolution: int, level: float | str
         return generator.field(planes, points[None])[1][0, :, :3]
 
     box = generator.config.box_warp
-    return extract_mesh(density, resolution, box, level, color=color, device=ws.device,
-                        ray_step=ray_step(generator), keep=keep, smooth=smooth,
-                        faces=faces)  # fmt: skip
+    return extract_mesh(
+        density,
+        resolution,
+        box,
+        level,
+        color=color,
+        device=ws.device,
+        ray_step=ray_step(generator),
+        keep=keep,
+        smooth=smooth,
+        faces=faces,
+    )
 
 
-def mesh_for_seed(generator, seed: int, resolution: int, level: float | str | None,
-                  truncation_psi: float, **cleanup):  # fmt: skip
+def mesh_for_seed(
+    generator, seed: int, resolution: int, level: float | str | None, truncation_psi: float, **cleanup
+):
     """mesh_for_ws of a seed; `cleanup`: keep, smooth, faces."""
     ws = ws_for_seed(generator, seed, truncation_psi)
     return mesh_for_ws(generator, ws, resolution, level, **cleanup)
@@ -133,8 +121,9 @@ def write_gif(frames: list[np.ndarray], path: Path | io.BytesIO, fps: int = 12):
 
     images = [Image.fromarray(f) for f in frames]
     buffer = io.BytesIO()
-    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],
-                   duration=int(1000 / fps), loop=0)  # fmt: skip
+    images[0].save(
+        buffer, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
+    )
     if isinstance(path, io.BytesIO):
         path.write(buffer.getvalue())
         return path

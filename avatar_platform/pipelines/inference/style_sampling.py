@@ -1,6 +1,6 @@
 """Image → avatar: encode a picture, sample w with the style diffusion, broadcast to ws.
 
-The diffusion replaces the mapping network (METHOD.md §4): no pose estimation or GAN inversion.
+The diffusion replaces the mapping network (docs/method.md §4): no pose estimation or GAN inversion.
 Used by `avatar-platform sample --image`, the MLflow pyfunc model and the serve API.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.formats.model_folder import is_diffusion_folder
 from avatar_platform.models.style_diffusion.denoiser import StyleDenoiser
 from avatar_platform.models.style_diffusion.encoders import load_image_encoder
 from avatar_platform.models.style_diffusion.schedule import DiffusionScheduleConfig, sample_w
-from avatar_platform.pipelines.inference.model_loading import is_diffusion_folder
 
 
 @lru_cache(maxsize=4)
@@ -25,8 +25,7 @@ def load_style_diffusion(folder: Path, device: str = "cpu"):
     folder = Path(folder)
     if not is_diffusion_folder(folder):
         raise AvatarPlatformError(
-            f"'{folder}' has no style diffusion (style_denoiser.json), so it cannot turn an image "
-            "into an avatar",
+            f"'{folder}' has no style diffusion (style_denoiser.json), so it cannot turn an image into an avatar",
             expected="the output of `avatar-platform train diffusion`, or a registered "
             "styleavatar3d model trained with it",
             fix="train one with `avatar-platform train diffusion --generator <gan output>`",
@@ -39,11 +38,17 @@ def load_style_diffusion(folder: Path, device: str = "cpu"):
 
 
 @torch.no_grad()
-def ws_from_image(model_folder: Path, generator, image, num_samples: int = 1,
-                  guidance: float | None = None, seed: int = 0,
-                  steps: int | None = None) -> torch.Tensor:  # fmt: skip
+def ws_from_image(
+    model_folder: Path,
+    generator,
+    image,
+    num_samples: int = 1,
+    guidance: float | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+) -> torch.Tensor:
     """ws (num_samples, num_ws, w_dim) for one RGB PIL image; samples differ by their noise."""
-    from avatar_platform.pipelines.inference.image_input import image_tensor
+    from avatar_platform.formats.pictures import image_tensor
 
     device = next(generator.parameters()).device
     encoder, denoiser, schedule = load_style_diffusion(Path(model_folder), str(device))
@@ -55,6 +60,12 @@ def ws_from_image(model_folder: Path, generator, image, num_samples: int = 1,
         )
     pixels = image_tensor(image, encoder.input_size)[None].to(device)
     cond = encoder(pixels).expand(num_samples, -1)
-    w = sample_w(denoiser, cond, schedule, guidance=guidance, steps=steps,
-                 generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    w = sample_w(
+        denoiser,
+        cond,
+        schedule,
+        guidance=guidance,
+        steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+    )
     return w[:, None].expand(-1, generator.mapping.num_ws, -1)

@@ -17,7 +17,7 @@ EG3D_FOCAL = 4.2647
 
 
 class CameraConfig(StrictConfig):
-    """Where the cameras sit and which angles they cover (METHOD.md §1–2)."""
+    """Where the cameras sit and which angles they cover (docs/method.md §1–2)."""
 
     radius: float = Field(2.7, gt=0, description="distance of the camera from the look-at point")
     focal: float = Field(EG3D_FOCAL, gt=0, description="normalised focal length (EG3D: 4.2647)")
@@ -47,9 +47,7 @@ class CameraConfig(StrictConfig):
 def camera_position(yaw_deg: float, pitch_deg: float, radius: float, look_at) -> np.ndarray:
     """(3,) world position of a camera at (yaw, pitch) on the sphere around `look_at`."""
     yaw, pitch = np.radians(yaw_deg), np.radians(pitch_deg)
-    offset = radius * np.array(
-        [np.cos(pitch) * np.sin(yaw), np.sin(pitch), np.cos(pitch) * np.cos(yaw)]
-    )
+    offset = radius * np.array([np.cos(pitch) * np.sin(yaw), np.sin(pitch), np.cos(pitch) * np.cos(yaw)])
     return np.asarray(look_at, dtype=np.float64) + offset
 
 
@@ -78,9 +76,7 @@ def camera_from_angles(yaw_deg: float, pitch_deg: float, config: CameraConfig) -
     """(25,) float32 EG3D camera for (yaw, pitch)."""
     position = camera_position(yaw_deg, pitch_deg, config.radius, config.look_at)
     cam2world = look_at_cam2world(position, np.asarray(config.look_at, dtype=np.float64))
-    return np.concatenate([cam2world.reshape(-1), intrinsics(config.focal).reshape(-1)]).astype(
-        np.float32
-    )
+    return np.concatenate([cam2world.reshape(-1), intrinsics(config.focal).reshape(-1)]).astype(np.float32)
 
 
 def split_camera(camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -46,9 +46,7 @@ class ConditionImages:
 def raycast(template: AvatarTemplate, camera: np.ndarray, resolution: int) -> GBuffer:
     """Cast one ray per pixel centre and keep the first hit."""
     origins, dirs, cos_forward = camera_rays(camera, resolution)
-    locations, ray_idx, tri_idx = template.intersector.intersects_location(
-        origins, dirs, multiple_hits=False
-    )
+    locations, ray_idx, tri_idx = template.intersector.intersects_location(origins, dirs, multiple_hits=False)
     n = resolution * resolution
     mask = np.zeros(n, bool)
     depth = np.full(n, np.inf, np.float32)
@@ -125,14 +123,44 @@ def visible_landmarks(template: AvatarTemplate, camera: np.ndarray) -> dict[str,
 # `draw_bodypose`; drawing here avoids importing controlnet-aux (≈ 7 s, every detector at once)
 # in every Ray worker.
 OPENPOSE_LIMBS = (
-    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
-    (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
-)  # fmt: skip
+    (1, 2),
+    (1, 5),
+    (2, 3),
+    (3, 4),
+    (5, 6),
+    (6, 7),
+    (1, 8),
+    (8, 9),
+    (9, 10),
+    (1, 11),
+    (11, 12),
+    (12, 13),
+    (1, 0),
+    (0, 14),
+    (14, 16),
+    (0, 15),
+    (15, 17),
+)
 OPENPOSE_COLORS = (
-    (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
-    (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
-    (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
-)  # fmt: skip
+    (255, 0, 0),
+    (255, 85, 0),
+    (255, 170, 0),
+    (255, 255, 0),
+    (170, 255, 0),
+    (85, 255, 0),
+    (0, 255, 0),
+    (0, 255, 85),
+    (0, 255, 170),
+    (0, 255, 255),
+    (0, 170, 255),
+    (0, 85, 255),
+    (0, 0, 255),
+    (85, 0, 255),
+    (170, 0, 255),
+    (255, 0, 255),
+    (255, 0, 170),
+    (255, 0, 85),
+)
 OPENPOSE_STICK_WIDTH = 4
 OPENPOSE_LIMB_SHADE = 0.6  # limbs are drawn darker than their keypoints
 
@@ -143,8 +171,7 @@ def openpose_image(points: dict[str, np.ndarray], resolution: int) -> np.ndarray
 
     canvas = np.zeros((resolution, resolution, 3), np.uint8)
     pixels = {
-        COCO18_NAMES.index(name): np.asarray(uv, np.float64) * resolution
-        for name, uv in points.items()
+        COCO18_NAMES.index(name): np.asarray(uv, np.float64) * resolution for name, uv in points.items()
     }
     for (start, end), color in zip(OPENPOSE_LIMBS, OPENPOSE_COLORS, strict=False):
         if start not in pixels or end not in pixels:
@@ -153,9 +180,7 @@ def openpose_image(points: dict[str, np.ndarray], resolution: int) -> np.ndarray
         length = float(np.hypot(x0 - x1, y0 - y1))
         angle = int(np.degrees(np.arctan2(y0 - y1, x0 - x1)))
         centre = (int((x0 + x1) / 2), int((y0 + y1) / 2))
-        polygon = cv2.ellipse2Poly(
-            centre, (int(length / 2), OPENPOSE_STICK_WIDTH), angle, 0, 360, 1
-        )
+        polygon = cv2.ellipse2Poly(centre, (int(length / 2), OPENPOSE_STICK_WIDTH), angle, 0, 360, 1)
         cv2.fillConvexPoly(canvas, polygon, [int(c * OPENPOSE_LIMB_SHADE) for c in color])
     for index, color in enumerate(OPENPOSE_COLORS):
         if index in pixels:
@@ -164,9 +189,7 @@ def openpose_image(points: dict[str, np.ndarray], resolution: int) -> np.ndarray
     return canvas
 
 
-def render_conditions(
-    template: AvatarTemplate, camera: np.ndarray, resolution: int
-) -> ConditionImages:
+def render_conditions(template: AvatarTemplate, camera: np.ndarray, resolution: int) -> ConditionImages:
     """Depth, OpenPose and mask of `template` seen from `camera`."""
     gbuffer = raycast(template, camera, resolution)
     points = visible_landmarks(template, camera)

@@ -8,7 +8,6 @@ landmarks JSON. Every face carries a part id (skin, hair, …) so the procedural
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from avatar_platform.core.digest import file_sha256
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.pipelines.poses.camera import EG3D_FOCAL
 
@@ -24,10 +24,25 @@ SKIN, HAIR, CLOTH, EYE, ACCESSORY, MOUTH = range(len(PART_NAMES))
 
 # COCO-18 keypoint order used by OpenPose; "right" is the avatar's right (world −x).
 COCO18_NAMES = (
-    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder",
-    "left_elbow", "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip",
-    "left_knee", "left_ankle", "right_eye", "left_eye", "right_ear", "left_ear",
-)  # fmt: skip
+    "nose",
+    "neck",
+    "right_shoulder",
+    "right_elbow",
+    "right_wrist",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "right_hip",
+    "right_knee",
+    "right_ankle",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "right_eye",
+    "left_eye",
+    "right_ear",
+    "left_ear",
+)
 # Landmarks on the surface are drawn only where the camera sees them; skeletal joints (neck,
 # shoulders) lie inside the body and OpenPose reports them from every side.
 SURFACE_LANDMARKS = frozenset({"nose", "right_eye", "left_eye", "right_ear", "left_ear"})
@@ -173,8 +188,10 @@ def build_bust(params: BustParams, template_id: str = "bust") -> AvatarTemplate:
     """The parametric bust for `params` with its COCO-18 landmarks."""
     rx, ry, rz = params.head_radii
     eye_y, eye_x = 0.02, 0.045
-    eye_pos = [np.array([sx * eye_x, eye_y, _surface_z(params.head_radii, eye_x, eye_y) - 0.008])
-               for sx in (-1.0, 1.0)]  # fmt: skip
+    eye_pos = [
+        np.array([sx * eye_x, eye_y, _surface_z(params.head_radii, eye_x, eye_y) - 0.008])
+        for sx in (-1.0, 1.0)
+    ]
     nose_radii = (0.022 * params.nose_scale, 0.032 * params.nose_scale, 0.03 * params.nose_scale)
     nose_centre = np.array([0.0, -0.02, _surface_z(params.head_radii, 0.0, -0.02) - 0.004])
     ear_radii = (0.016, 0.035 * params.ear_scale, 0.026 * params.ear_scale)
@@ -236,8 +253,7 @@ HEAD_OFFSET = 0.5  # × the built-in bust's size: the nose lies this near the or
 SURFACE_TOLERANCE = 0.04  # × the mesh's size: nose, eyes and ears lie on the surface
 JOINT_TOLERANCE = 0.25  # × the mesh's size: neck and shoulders lie inside the body, near it
 NORMALIZE_HINT = (
-    "or pass --template-normalize (template_normalize: true) to centre and scale it from its "
-    "ears or eyes"
+    "or pass --template-normalize (template_normalize: true) to centre and scale it from its ears or eyes"
 )
 
 
@@ -313,9 +329,7 @@ def check_landmarks(template: AvatarTemplate, source: str = "the template mesh")
             )
 
 
-def check_template(
-    template: AvatarTemplate, camera=None, source: str = "the template mesh"
-) -> None:
+def check_template(template: AvatarTemplate, camera=None, source: str = "the template mesh") -> None:
     """Fail before any work when a user mesh does not fit the cameras: vertices finite, its size
     near the built-in busts', the origin (the head centre) inside it, the nose near the origin,
     landmarks on the surface; with `camera` (a CameraConfig), every vertex well inside its sphere.
@@ -332,9 +346,7 @@ def check_template(
     _require_finite_landmarks(template, source)
     low, high = mesh.bounds
     size = float(mesh.extents.max())
-    bounds = f"bounds x {_fmt((low[0], high[0]))}, y {_fmt((low[1], high[1]))}, z " + _fmt(
-        (low[2], high[2])
-    )
+    bounds = f"bounds x {_fmt((low[0], high[0]))}, y {_fmt((low[1], high[1]))}, z " + _fmt((low[2], high[2]))
     if size > MAX_SIZE * ref["size"] or size < MIN_SIZE * ref["size"]:
         large = size > MAX_SIZE * ref["size"]
         radius, focal = (camera.radius, camera.focal) if camera else (2.7, EG3D_FOCAL)
@@ -342,8 +354,7 @@ def check_template(
             f"{source} is too {'large' if large else 'small'} for the cameras: it is {size:.3g} "
             f"units across ({bounds}), the cameras sit {radius:.3g} from the head centre and see "
             f"±{radius * 0.5 / focal:.2g} around it",
-            expected=f"{_expected_units(ref)}: {MIN_SIZE * ref['size']:.3g} to "
-            f"{MAX_SIZE * ref['size']:.3g} across",
+            expected=f"{_expected_units(ref)}: {MIN_SIZE * ref['size']:.3g} to {MAX_SIZE * ref['size']:.3g} across",
             fix=(
                 "scale the mesh down (one in centimetres by 0.01, in millimetres by 0.001), "
                 if large
@@ -357,8 +368,7 @@ def check_template(
         raise AvatarPlatformError(
             f"{source} is not centred on the origin: its {bounds} (centre {_fmt(centre)}, "
             f"{np.linalg.norm(centre):.3g} units from the origin) do not hold the origin",
-            expected="the head centre at the origin (0, 0, 0), where every camera looks, +y up, "
-            "facing +z",
+            expected="the head centre at the origin (0, 0, 0), where every camera looks, +y up, facing +z",
             fix=f"move the mesh so that its head centre is at the origin, {NORMALIZE_HINT}",
         )
     if camera is not None:
@@ -444,24 +454,13 @@ def template_digests(mesh_path: str | Path, landmarks_path: str | Path | None = 
     """{"mesh": {"file", "sha256"}, "landmarks": {...}} of a user template's files (sha256 of
     their bytes, None for a file that is missing) — for the config hash and the dataset card."""
     out = {}
-    for key, path in zip(("mesh", "landmarks"), template_files(mesh_path, landmarks_path),
-                         strict=True):  # fmt: skip
-        digest = None
-        if path.is_file():
-            sha = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    sha.update(chunk)
-            digest = sha.hexdigest()
-        out[key] = {"file": str(path), "sha256": digest}
+    for key, path in zip(("mesh", "landmarks"), template_files(mesh_path, landmarks_path), strict=True):
+        out[key] = {"file": str(path), "sha256": file_sha256(path) if path.is_file() else None}
     return out
 
 
 def load_user_template(
-    mesh_path: str | Path,
-    landmarks_path: str | Path | None = None,
-    normalize: bool = False,
-    camera=None,
+    mesh_path: str | Path, landmarks_path: str | Path | None = None, normalize: bool = False, camera=None
 ) -> AvatarTemplate:
     """A user mesh (GLB/OBJ/PLY) posed with its head centre at the origin, +y up, facing +z, and
     a landmarks JSON (`{"nose": [x, y, z], …}`, COCO-18 names; default: `<mesh>.landmarks.json`),
@@ -520,17 +519,12 @@ def load_user_template(
 
 
 @functools.lru_cache(maxsize=4)
-def _user_template_cached(
-    mesh_path: str, landmarks_path: str | None, normalize: bool
-) -> AvatarTemplate:
+def _user_template_cached(mesh_path: str, landmarks_path: str | None, normalize: bool) -> AvatarTemplate:
     return load_user_template(mesh_path, landmarks_path, normalize)
 
 
 def template_for(
-    avatar_seed: int,
-    mesh_path: str | None = None,
-    landmarks_path: str | None = None,
-    normalize: bool = False,
+    avatar_seed: int, mesh_path: str | None = None, landmarks_path: str | None = None, normalize: bool = False
 ) -> AvatarTemplate:
     """The template of one avatar: the user's mesh when given (centred and scaled from its
     landmarks with `normalize`), else the seed's parametric bust."""

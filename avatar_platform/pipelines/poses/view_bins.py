@@ -1,6 +1,6 @@
 """Fine and coarse view bins of (yaw, pitch): the pose labels of the coarse-to-fine discriminator.
 
-METHOD.md §3: fine = many yaw × pitch bins, coarse = the 4 basic directions. Bins are centred on
+docs/method.md §3: fine = many yaw × pitch bins, coarse = the 4 basic directions. Bins are centred on
 yaw 0, so coarse bin 0 is the front [−45°, 45°), 1 the left side (camera at +x), 2 the back, 3 the
 right side.
 """
@@ -30,9 +30,7 @@ class ViewBinConfig(StrictConfig):
 def yaw_bin(yaw_deg, bins: int):
     """Yaw (degrees, any range) → bin index in [0, bins), bin 0 centred on the front."""
     width = 360.0 / bins
-    return (np.floor(np.mod(np.asarray(yaw_deg) + width / 2.0, 360.0) / width)).astype(
-        np.int64
-    ) % bins
+    return (np.floor(np.mod(np.asarray(yaw_deg) + width / 2.0, 360.0) / width)).astype(np.int64) % bins
 
 
 def pitch_bin(pitch_deg, bins: int, pitch_range: tuple[float, float]):
@@ -62,7 +60,7 @@ def one_hot_pose_label(yaw_deg, pitch_deg, yaw_bins: int, pitch_bins: int, pitch
 
 
 def pose_labels(yaw_deg, pitch_deg, config: ViewBinConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The fine and coarse one-hot labels of METHOD.md §3, each (N, yaw_bins + pitch_bins)."""
+    """The fine and coarse one-hot labels of docs/method.md §3, each (N, yaw_bins + pitch_bins)."""
     fine = one_hot_pose_label(
         yaw_deg, pitch_deg, config.fine_yaw_bins, config.fine_pitch_bins, config.pitch_range
     )

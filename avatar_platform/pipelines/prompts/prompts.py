@@ -1,6 +1,6 @@
 """Prompts for one image: style + view-specific words + attributes, and the negative prompt.
 
-METHOD.md §1: side and back views name the view in the prompt and put the facial features that
+docs/method.md §1: side and back views name the view in the prompt and put the facial features that
 must not appear into the negative prompt (ControlNet tends to paint a face onto every view); each
 image samples a few attribute categories that can be seen from its view. Deterministic per seed.
 """
@@ -28,8 +28,7 @@ class PromptConfig(StrictConfig):
     side_words: str = Field("side view, profile", description="added to left/right views")
     back_words: str = Field("back view, back of the head", description="added to back views")
     suffix: str = Field(
-        "head and shoulders, centered, plain background, high quality",
-        description="appended to every prompt",
+        "head and shoulders, centered, plain background, high quality", description="appended to every prompt"
     )
     negative_prompt: str = Field(
         "lowres, blurry, deformed, disfigured, extra limbs, watermark, text",
@@ -72,8 +71,10 @@ class PromptSpec:
 def style_catalog() -> dict[str, Style]:
     """All styles by name, in catalog order."""
     text = resources.files(__package__).joinpath("styles.yaml").read_text()
-    return {s["name"]: Style(s["name"], s["prompt"], s.get("procedural", {}))
-            for s in yaml.safe_load(text)["styles"]}  # fmt: skip
+    return {
+        s["name"]: Style(s["name"], s["prompt"], s.get("procedural", {}))
+        for s in yaml.safe_load(text)["styles"]
+    }
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,9 +84,7 @@ def attribute_catalog() -> tuple[AttributeCategory, ...]:
     for name, spec in yaml.safe_load(text)["categories"].items():
         values = spec["values"]
         colors = dict(values) if isinstance(values, dict) else {}
-        out.append(
-            AttributeCategory(name, tuple(spec["views"]), tuple(values), colors, spec.get("render"))
-        )
+        out.append(AttributeCategory(name, tuple(spec["views"]), tuple(values), colors, spec.get("render")))
     return tuple(out)
 
 
@@ -128,9 +127,7 @@ def build_prompt(
     view = view_name(view_bin)
     attributes = dict(fixed_attributes or {})
     attributes.update(sample_attributes(seed, view, config.attributes_per_image))
-    view_words = {"front": config.front_words, "back": config.back_words}.get(
-        view, config.side_words
-    )
+    view_words = {"front": config.front_words, "back": config.back_words}.get(view, config.side_words)
     negative = config.negative_prompt
     if view == "back":
         negative = f"{negative}, {config.back_negative}"

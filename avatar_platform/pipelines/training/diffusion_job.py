@@ -10,7 +10,7 @@ from pathlib import Path
 
 from avatar_platform.core.paths import user_model_spec
 from avatar_platform.core.tracking import ended_on_error
-from avatar_platform.pipelines.inference.model_loading import load_generator, resolve_model_folder
+from avatar_platform.formats.model_folder import load_generator, resolve_model_folder
 from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
 from avatar_platform.pipelines.training.diffusion_loop import train_diffusion_loop
 from avatar_platform.pipelines.training.ray_job import TrainSummary, fit, prepare, start_run
@@ -18,8 +18,9 @@ from avatar_platform.pipelines.training.ray_job import TrainSummary, fit, prepar
 EXPERIMENT = "train-diffusion"
 
 
-def check_inputs(config: DiffusionTrainingConfig,
-                 generator: str | Path) -> tuple[DiffusionTrainingConfig, Path]:  # fmt: skip
+def check_inputs(
+    config: DiffusionTrainingConfig, generator: str | Path
+) -> tuple[DiffusionTrainingConfig, Path]:
     """The generator's model folder as an absolute path (the workers run in another folder),
     loaded once here so that a bad one fails before Ray starts, and the config with a local
     CLIP folder made absolute too."""
@@ -34,18 +35,37 @@ def check_inputs(config: DiffusionTrainingConfig,
     return config, folder
 
 
-def run_train_diffusion(config: DiffusionTrainingConfig, generator: str | Path, out: Path, *,
-                        resume: bool = False, ray_address: str | None = None, track: bool = True,
-                        max_failures: int = 2) -> TrainSummary:  # fmt: skip
+def run_train_diffusion(
+    config: DiffusionTrainingConfig,
+    generator: str | Path,
+    out: Path,
+    *,
+    resume: bool = False,
+    ray_address: str | None = None,
+    track: bool = True,
+    max_failures: int = 2,
+) -> TrainSummary:
     """Train (or continue training) the style diffusion of `generator`."""
     config, generator_folder = check_inputs(config, generator)
     out, gpu = prepare(config, out, resume=resume, ray_address=ray_address)
     run_id = None
     if track:
-        run_id = start_run(out, EXPERIMENT, f"diffusion-{out.name}", config,
-                           tags={"generator": user_model_spec(generator),
-                                 "output": str(out)})  # fmt: skip
+        run_id = start_run(
+            out,
+            EXPERIMENT,
+            f"diffusion-{out.name}",
+            config,
+            tags={"generator": user_model_spec(generator), "output": str(out)},
+        )
     loop_config = {"config": config.model_dump(mode="json"), "generator": str(generator_folder)}
     with ended_on_error(run_id):
-        return fit(train_diffusion_loop, loop_config, out=out, workers=config.workers, gpu=gpu,
-                   steps=config.steps, max_failures=max_failures, run_id=run_id)  # fmt: skip
+        return fit(
+            train_diffusion_loop,
+            loop_config,
+            out=out,
+            workers=config.workers,
+            gpu=gpu,
+            steps=config.steps,
+            max_failures=max_failures,
+            run_id=run_id,
+        )

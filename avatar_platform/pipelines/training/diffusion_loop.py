@@ -21,14 +21,14 @@ def train_diffusion_loop(loop_config: dict) -> None:
 
     config = DiffusionTrainingConfig.model_validate(loop_config["config"])
     rank, world, logger = worker_setup(loop_config)
-    trainer = DiffusionTrainer(config, loop_config["generator"], ray.train.torch.get_device(),
-                               rank, world)  # fmt: skip
+    trainer = DiffusionTrainer(config, loop_config["generator"], ray.train.torch.get_device(), rank, world)
     resume_from_checkpoint(trainer, logger)
     held_out = trainer.held_out() if rank == 0 and config.eval_pairs else None
     evaluation: dict[str, float] = {}
     grid = None  # input | avatar front, left, back, right, for held-out inputs
-    for step, metrics, last in training_steps(trainer, config.steps, config.log_every,
-                                              loop_config, rank, logger):  # fmt: skip
+    for step, metrics, last in training_steps(
+        trainer, config.steps, config.log_every, loop_config, rank, logger
+    ):
         if held_out is not None and (last or (config.eval_every and step % config.eval_every == 0)):
             evaluation = trainer.evaluate(*held_out)
             grid = trainer.comparison_grid(*held_out)

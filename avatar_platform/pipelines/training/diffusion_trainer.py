@@ -1,4 +1,4 @@
-"""One worker's share of the style-space diffusion training (METHOD.md §4).
+"""One worker's share of the style-space diffusion training (docs/method.md §4).
 
 Pairs are drawn on the fly from the frozen generator (EMA weights): z → w at the frontal
 camera → frontal render. The denoiser learns ε from (w_t, t, image embedding); the embedding is
@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avatar_platform.formats.model_folder import EMBEDDED_GENERATOR, load_generator, model_fid, write_metrics
+from avatar_platform.models.checkpoint import check_format_version
 from avatar_platform.models.style_diffusion.denoiser import StyleDenoiser
 from avatar_platform.models.style_diffusion.encoders import (
     build_image_encoder,
@@ -23,11 +25,9 @@ from avatar_platform.models.style_diffusion.encoders import (
     save_image_encoder,
 )
 from avatar_platform.models.style_diffusion.schedule import sample_w, training_scheduler
-from avatar_platform.pipelines.inference.model_loading import load_generator
-from avatar_platform.pipelines.inference.sampling import FRONT, render, ws_for
+from avatar_platform.pipelines.rendering import FRONT, cameras, render, to_uint8, ws_for
 from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
 from avatar_platform.pipelines.training.gan_losses import average_gradients
-from avatar_platform.pipelines.training.samples import cameras, to_uint8
 
 STATE_FORMAT_VERSION = 1
 HELD_OUT_SEED = 1_000_003  # held-out pairs come from their own seed stream, never trained on
@@ -46,9 +46,14 @@ def embed_generator(source: Path, folder: Path) -> None:
 class DiffusionTrainer:
     """Encoder, denoiser, optimiser and step counter on one worker; the generator stays frozen."""
 
-    def __init__(self, config: DiffusionTrainingConfig, generator_folder: str | Path,
-                 device: str | torch.device = "cpu", rank: int = 0,
-                 world_size: int = 1):  # fmt: skip
+    def __init__(
+        self,
+        config: DiffusionTrainingConfig,
+        generator_folder: str | Path,
+        device: str | torch.device = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.config, self.device = config, torch.device(device)
         self.rank, self.world_size = rank, world_size
         self.generator_folder = Path(generator_folder)
@@ -56,9 +61,11 @@ class DiffusionTrainer:
         self.G.requires_grad_(False)
         torch.manual_seed(config.seed)  # the same initial weights on every worker
         self.encoder = build_image_encoder(config.encoder).to(self.device)
-        self.denoiser = StyleDenoiser(config.denoiser.model_copy(update={
-            "w_dim": self.G.config.w_dim, "cond_dim": self.encoder.embed_dim,
-        })).to(self.device)  # fmt: skip
+        self.denoiser = StyleDenoiser(
+            config.denoiser.model_copy(
+                update={"w_dim": self.G.config.w_dim, "cond_dim": self.encoder.embed_dim}
+            )
+        ).to(self.device)
         stats_rng = torch.Generator().manual_seed(config.seed + 7)
         w, _ = self.pairs(config.w_stats_samples, stats_rng, images=False)
         self.denoiser.set_w_statistics(w)
@@ -105,8 +112,14 @@ class DiffusionTrainer:
         pick = torch.randint(0, size, (n,), generator=self.rng).to(self.device)
         return w[pick], images[pick]
 
-    def denoising_loss(self, w: torch.Tensor, images: torch.Tensor, noise: torch.Tensor,
-                       t: torch.Tensor, drop: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def denoising_loss(
+        self,
+        w: torch.Tensor,
+        images: torch.Tensor,
+        noise: torch.Tensor,
+        t: torch.Tensor,
+        drop: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The squared error of the denoiser's prediction (the clean normalised w, or ε) from
         x_t of DDPM's q(x_t | x_0 = normalised w)."""
         a = self.alphas[t][:, None]
@@ -142,8 +155,7 @@ class DiffusionTrainer:
         training = self.encoder.training
         cond = self.encoder.eval()(images)
         self.encoder.train(training)  # a frozen CLIP stays in eval mode
-        return sample_w(self.denoiser, cond, self.config.schedule,
-                        generator=torch.Generator().manual_seed(0))  # fmt: skip
+        return sample_w(self.denoiser, cond, self.config.schedule, generator=torch.Generator().manual_seed(0))
 
     @torch.no_grad()
     def evaluate(self, w: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
@@ -179,9 +191,7 @@ class DiffusionTrainer:
         return np.concatenate(lines, axis=0)
 
     # -- state on disk -------------------------------------------------------------------------
-    def save(
-        self, folder: Path, metrics: dict | None = None, grid: np.ndarray | None = None
-    ) -> None:
+    def save(self, folder: Path, metrics: dict | None = None, grid: np.ndarray | None = None) -> None:
         """The diffusion model folder: denoiser, encoder, the embedded generator, diffusion.json,
         metrics.json (with the generator's FID), training_state.pt, eval.png (held-out inputs
         beside their avatars) when `grid` is given."""
@@ -194,17 +204,24 @@ class DiffusionTrainer:
         self.denoiser.save_pretrained(folder)
         save_image_encoder(self.encoder, folder)
         embed_generator(self.generator_folder, folder)
-        meta = {"kind": "styleavatar3d-diffusion", "format_version": STATE_FORMAT_VERSION,
-                "step": self.step, "generator_source": str(self.generator_folder),
-                "schedule": self.config.schedule.model_dump(mode="json"),
-                "training": self.config.model_dump(mode="json")}  # fmt: skip
+        meta = {
+            "kind": "styleavatar3d-diffusion",
+            "format_version": STATE_FORMAT_VERSION,
+            "step": self.step,
+            "generator_source": str(self.generator_folder),
+            "schedule": self.config.schedule.model_dump(mode="json"),
+            "training": self.config.model_dump(mode="json"),
+        }
         (folder / "diffusion.json").write_text(json.dumps(meta, indent=2) + "\n")
-        generator_metrics = folder / "generator" / "metrics.json"
-        known = json.loads(generator_metrics.read_text()) if generator_metrics.is_file() else {}
-        numbers = {**({"fid": known["fid"]} if "fid" in known else {}), **(metrics or {})}
-        (folder / "metrics.json").write_text(json.dumps(numbers, indent=2) + "\n")
-        state = {"format_version": STATE_FORMAT_VERSION, "step": self.step,
-                 "opt": self.opt.state_dict(), "rng": self.rng.get_state()}  # fmt: skip
+        fid = model_fid(folder / EMBEDDED_GENERATOR)  # the GAN's FID travels on with it
+        write_metrics(folder, {**({"fid": fid} if fid is not None else {}), **(metrics or {})},
+                      keep_existing=False)  # fmt: skip
+        state = {
+            "format_version": STATE_FORMAT_VERSION,
+            "step": self.step,
+            "opt": self.opt.state_dict(),
+            "rng": self.rng.get_state(),
+        }
         torch.save(state, folder / "training_state.pt")
 
     def load(self, folder: Path) -> None:
@@ -214,8 +231,13 @@ class DiffusionTrainer:
             self.encoder.load_state_dict(load_image_encoder(folder).state_dict())
         self.denoiser.to(self.device)
         self.encoder.to(self.device)
-        state = torch.load(folder / "training_state.pt", map_location=self.device,
-                           weights_only=True)  # fmt: skip
+        state = torch.load(folder / "training_state.pt", map_location=self.device, weights_only=True)
+        check_format_version(
+            state.get("format_version"),
+            STATE_FORMAT_VERSION,
+            f"the diffusion training state in '{folder}'",
+            fix="continue it with the avatar-platform version that wrote it, or start a new --out",
+        )
         self.opt.load_state_dict(state["opt"])
         self.rng.set_state(state["rng"].cpu())
         self.step = int(state["step"])

@@ -41,5 +41,7 @@ class FidTracker:
         real = real_features(real_images, self.extract)
         fake = generated_features(generator, cameras, self.extract)
         subset = max(min(len(real) // 2, 100), 2)
-        return {"fid": frechet_distance(real, fake),
-                "kid": kernel_inception_distance(real, fake, subset_size=subset)}  # fmt: skip
+        return {
+            "fid": frechet_distance(real, fake),
+            "kid": kernel_inception_distance(real, fake, subset_size=subset),
+        }

@@ -34,8 +34,13 @@ class AugmentConfig(StrictConfig):
     color: bool = Field(True, description="brightness, saturation and contrast jitter")
 
 
-def augment(x: torch.Tensor, p: float, config: AugmentConfig, rgb_channels: int,
-            generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+def augment(
+    x: torch.Tensor,
+    p: float,
+    config: AugmentConfig,
+    rgb_channels: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """x: (B, C, H, W), of which the first `rgb_channels` are colour in [-1, 1] (groups of 3) →
     the same shape; each transform is applied to each sample with probability `p`."""
     if p <= 0:

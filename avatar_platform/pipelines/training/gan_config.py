@@ -14,7 +14,7 @@ from avatar_platform.pipelines.training.gan_augment import AugmentConfig
 
 
 class GanTrainingConfig(StrictConfig):
-    """Networks, losses and schedule of the GAN (EG3D's values by default, METHOD.md §2)."""
+    """Networks, losses and schedule of the GAN (EG3D's values by default, docs/method.md §2)."""
 
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)

@@ -22,7 +22,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def open_dataset(folder: Path, img_resolution: int, batch_size: int) -> tuple[dict, list[str]]:
     """The card and shard paths of a dataset the GAN can train on, or one clear error."""
-    from avatar_platform.pipelines.datagen.card import read_card
+    from avatar_platform.formats.dataset_card import read_card
 
     folder = Path(folder)
     card = read_card(folder)
@@ -45,8 +45,7 @@ def open_dataset(folder: Path, img_resolution: int, batch_size: int) -> tuple[di
         )
     if card["resolution"] < img_resolution:
         raise AvatarPlatformError(
-            f"the dataset's images are {card['resolution']}² but the preset's generator makes "
-            f"{img_resolution}²",
+            f"the dataset's images are {card['resolution']}² but the preset's generator makes {img_resolution}²",
             expected=f"a dataset of at least {img_resolution}² images",
             fix=f"generate with --resolution {img_resolution} or pick a smaller preset",
         )
@@ -68,8 +67,7 @@ def dataset_has_masks(card: dict, files: list[str]) -> bool:
     lacking = [path for path in files if MASK_COLUMN not in pq.read_schema(path).names]
     if lacking:
         raise AvatarPlatformError(
-            f"the dataset card lists masks ({masks['source']}) but shard '{lacking[0]}' has no "
-            f"'{MASK_COLUMN}' column",
+            f"the dataset card lists masks ({masks['source']}) but shard '{lacking[0]}' has no '{MASK_COLUMN}' column",
             fix="regenerate the dataset or restore the shard",
         )
     return True
@@ -98,8 +96,7 @@ def decode_mask(data: bytes, image_size: tuple[int, int], resolution: int) -> np
     if mask.mode != "L":
         raise _damaged_mask(f"it has mode {mask.mode}, not L (one channel)")
     if mask.size != image_size:
-        raise _damaged_mask(f"it is {mask.size[0]}x{mask.size[1]}, its image {image_size[0]}x"
-                            f"{image_size[1]}")  # fmt: skip
+        raise _damaged_mask(f"it is {mask.size[0]}x{mask.size[1]}, its image {image_size[0]}x{image_size[1]}")
     if mask.size != (resolution, resolution):
         mask = mask.resize((resolution, resolution), Image.Resampling.BILINEAR)
     return np.where(np.asarray(mask, np.uint8) >= 128, 255, 0).astype(np.uint8)[None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from avatar_platform import starters
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
 
@@ -22,18 +23,19 @@ def check_init(spec: str | Path, config: GanTrainingConfig) -> Path:
     """The parent's GAN model folder, or one clear error: not a model, a style diffusion model,
     a folder without all three networks, another architecture (naming the fields), damaged
     weights."""
-    from avatar_platform.pipelines.inference.model_loading import (
+    from avatar_platform.formats.model_folder import (
         MLFLOW_SCHEMES,
         is_diffusion_folder,
         resolve_package_folder,
     )
 
-    if str(spec).startswith(MLFLOW_SCHEMES) or Path(str(spec)).exists():
+    if str(spec).startswith((*MLFLOW_SCHEMES, starters.SCHEME)) or Path(str(spec)).exists():
         folder = resolve_package_folder(spec)
     else:
         raise AvatarPlatformError(
             f"--init '{spec}' does not exist",
-            expected="a GAN model folder, a `train gan` output folder, or an MLflow URI",
+            expected="a GAN model folder, a `train gan` output folder, an MLflow URI or a "
+            "shipped starter (starter:demo)",
             fix="check the path",
         )
     if is_diffusion_folder(folder):
@@ -54,8 +56,7 @@ def check_init(spec: str | Path, config: GanTrainingConfig) -> Path:
     if differences:
         raise AvatarPlatformError(
             f"--init '{folder}' has another architecture than this run: {'; '.join(differences)}",
-            expected="a parent trained with the same preset's network sizes (and the same mask "
-            "channel: gan.masks)",
+            expected="a parent trained with the same preset's network sizes (and the same mask channel: gan.masks)",
             fix="train with the parent's preset, or set these fields to the parent's values",
         )
     _check_weights(folder)
@@ -65,11 +66,14 @@ def check_init(spec: str | Path, config: GanTrainingConfig) -> Path:
 def architecture_differences(folder: Path, config: GanTrainingConfig) -> list[str]:
     """'section.field: parent X, this run Y' for every field that changes the networks."""
     out = []
-    ours = {"generator": config.generator.model_dump(mode="json"),
-            "discriminator": config.discriminator.model_dump(mode="json")}  # fmt: skip
-    saved = {section: json.loads((folder / f"{name}.json").read_text()).get("config", {})
-             for section, name in (("generator", "generator_ema"),
-                                   ("discriminator", "discriminator"))}  # fmt: skip
+    ours = {
+        "generator": config.generator.model_dump(mode="json"),
+        "discriminator": config.discriminator.model_dump(mode="json"),
+    }
+    saved = {
+        section: json.loads((folder / f"{name}.json").read_text()).get("config", {})
+        for section, name in (("generator", "generator_ema"), ("discriminator", "discriminator"))
+    }
     for section, values in ours.items():
         # fields a parent written before them lacks take their defaults, as when it loads
         parent = {**_defaults(section), **saved[section]}
@@ -78,13 +82,11 @@ def architecture_differences(folder: Path, config: GanTrainingConfig) -> list[st
                 continue
             if parent.get(key) != value:
                 out.append(f"{section}.{key}: parent {parent.get(key)!r}, this run {value!r}")
-    label, parent_label = (
-        config.discriminator.conditioning.label_dim,
-        _label_dim(saved["discriminator"]),
-    )
+    label, parent_label = (config.discriminator.conditioning.label_dim, _label_dim(saved["discriminator"]))
     if parent_label != label:
-        out.append(f"discriminator label size: parent {parent_label}, this run {label} "
-                   "(--discriminator mode)")  # fmt: skip
+        out.append(
+            f"discriminator label size: parent {parent_label}, this run {label} (--discriminator mode)"
+        )
     return out
 
 

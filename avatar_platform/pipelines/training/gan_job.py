@@ -14,20 +14,22 @@ from avatar_platform.core.tracking import ended_on_error
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig, with_dataset_masks
 from avatar_platform.pipelines.training.gan_data import dataset_has_masks, open_dataset, ray_dataset
 from avatar_platform.pipelines.training.gan_loop import train_gan_loop
-from avatar_platform.pipelines.training.ray_job import (
-    TrainSummary,
-    describe_error,
-    fit,
-    prepare,
-    start_run,
-)
+from avatar_platform.pipelines.training.ray_job import TrainSummary, describe_error, fit, prepare, start_run
 
 EXPERIMENT = "train-gan"
 
 
-def run_train_gan(config: GanTrainingConfig, data: Path, out: Path, *, resume: bool = False,
-                  ray_address: str | None = None, track: bool = True,
-                  max_failures: int = 2, init: str | Path | None = None) -> TrainSummary:  # fmt: skip
+def run_train_gan(
+    config: GanTrainingConfig,
+    data: Path,
+    out: Path,
+    *,
+    resume: bool = False,
+    ray_address: str | None = None,
+    track: bool = True,
+    max_failures: int = 2,
+    init: str | Path | None = None,
+) -> TrainSummary:
     """Train (or continue training) the GAN on the dataset in `data`; `init`: start from that
     GAN's weights (a folder or an MLflow URI) with a fresh optimiser and schedule."""
     data = user_path(data)  # shard paths reach Ray tasks, whose working folder is not ours
@@ -50,10 +52,17 @@ def run_train_gan(config: GanTrainingConfig, data: Path, out: Path, *, resume: b
         ) from None
     run_id = None
     if track:
-        run_id = start_run(out, EXPERIMENT, f"gan-{out.name}", config,
-                           tags={"dataset": str(data), "output": str(out)},
-                           extra_params={"dataset.num_images": card["num_images"],
-                                         "init": str(init) if init is not None else "none"})  # fmt: skip
+        run_id = start_run(
+            out,
+            EXPERIMENT,
+            f"gan-{out.name}",
+            config,
+            tags={"dataset": str(data), "output": str(out)},
+            extra_params={
+                "dataset.num_images": card["num_images"],
+                "init": str(init) if init is not None else "none",
+            },
+        )
     with ended_on_error(run_id):
         return fit(
             train_gan_loop,

@@ -27,7 +27,7 @@ def train_gan_loop(loop_config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from avatar_platform.pipelines.training.samples import view_grid
+    from avatar_platform.pipelines.rendering import view_grid
 
     config = GanTrainingConfig.model_validate(loop_config["config"])
     rank, world, logger = worker_setup(loop_config)
@@ -42,8 +42,11 @@ def train_gan_loop(loop_config: dict) -> None:
     metrics: dict[str, float] = {}
     warm = {"step": None, "time": 0.0}  # throughput is measured after the first steps
     while trainer.step < config.steps:
-        batches = shard.iter_torch_batches(batch_size=trainer.per_worker_batch, drop_last=True,
-                                           local_shuffle_buffer_size=4 * trainer.per_worker_batch)  # fmt: skip
+        batches = shard.iter_torch_batches(
+            batch_size=trainer.per_worker_batch,
+            drop_last=True,
+            local_shuffle_buffer_size=4 * trainer.per_worker_batch,
+        )
         for batch in batches:
             fid.collect(batch)
             metrics = trainer.train_step(batch)

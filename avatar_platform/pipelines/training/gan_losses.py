@@ -50,8 +50,7 @@ def blur_sigma(kimg: float, initial: float, fade_kimg: float) -> float:
 
 def downsample(images: torch.Tensor, size: int) -> torch.Tensor:
     """Real images at the neural rendering resolution (the dual discriminator's raw input)."""
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=True)  # fmt: skip
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def r1_penalty(logits: torch.Tensor, inputs: list[torch.Tensor]) -> torch.Tensor:
@@ -60,8 +59,14 @@ def r1_penalty(logits: torch.Tensor, inputs: list[torch.Tensor]) -> torch.Tensor
     return sum(g.square().flatten(1).sum(dim=1) for g in grads)
 
 
-def density_l1(density_fn, ws: torch.Tensor, box_warp: float, points: int, perturb: float,
-               generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+def density_l1(
+    density_fn,
+    ws: torch.Tensor,
+    box_warp: float,
+    points: int,
+    perturb: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """EG3D's density regularisation: L1 between densities at random points and perturbed
     copies, which smooths the density field."""
     batch = ws.shape[0]

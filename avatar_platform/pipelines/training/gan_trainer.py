@@ -1,6 +1,6 @@
 """One EG3D training step and the training state, in plain PyTorch (Ray wires it in gan_loop.py).
 
-Per step (METHOD.md §2): G — non-saturating logistic loss through the pose-conditioned dual
+Per step (docs/method.md §2): G — non-saturating logistic loss through the pose-conditioned dual
 discriminator; every `density_reg_interval` steps the density L1 regulariser; D — logistic loss on
 real and fake, lazy R1 on both real inputs every `r1_interval` steps; then the G EMA.
 With `discriminator.mask_channel` D also judges the foreground mask (real) against the generator's
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from avatar_platform.models.checkpoint import check_format_version
 from avatar_platform.models.discriminator import DualDiscriminator, pose_label
 from avatar_platform.models.eg3d.background import resize
 from avatar_platform.models.eg3d.generator import TriPlaneGenerator
@@ -40,8 +41,13 @@ STATE_FORMAT_VERSION = 1
 class GanTrainer:
     """G, G_ema, D, their optimisers and the step counter."""
 
-    def __init__(self, config: GanTrainingConfig, device: str | torch.device = "cpu",
-                 rank: int = 0, world_size: int = 1):  # fmt: skip
+    def __init__(
+        self,
+        config: GanTrainingConfig,
+        device: str | torch.device = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.config, self.device = config, torch.device(device)
         self.rank, self.world_size = rank, world_size
         torch.manual_seed(config.seed)  # the same initial weights on every worker
@@ -68,8 +74,9 @@ class GanTrainer:
         cond = self.config.discriminator.conditioning
         return pose_label(yaw, pitch, camera, cond, self.rng).to(self.device)
 
-    def _d_inputs(self, image: torch.Tensor, raw: torch.Tensor, mask: torch.Tensor | None,
-                  sigma: float) -> tuple:  # fmt: skip
+    def _d_inputs(
+        self, image: torch.Tensor, raw: torch.Tensor, mask: torch.Tensor | None, sigma: float
+    ) -> tuple:
         """What D sees: blurred (each at its own resolution), brought to D's resolution, then
         augmented as one stack so that a sample's image, raw image and mask move together."""
         size = image.shape[-1]
@@ -78,8 +85,7 @@ class GanTrainer:
             parts.append(resize(blur(mask, sigma), size))
         if self.augment_p <= 0:
             return (*parts[:2], parts[2] if mask is not None else None)
-        stacked = augment(torch.cat(parts, dim=1), self.augment_p, self.config.augment, 6,
-                          self.rng)  # fmt: skip
+        stacked = augment(torch.cat(parts, dim=1), self.augment_p, self.config.augment, 6, self.rng)
         return stacked[:, :3], stacked[:, 3:6], stacked[:, 6:7] if mask is not None else None
 
     def _real_mask(self, batch: dict, size: int) -> torch.Tensor | None:
@@ -142,9 +148,14 @@ class GanTrainer:
         if cfg.density_reg > 0 and self.step % cfg.density_reg_interval == 0:
             with self._amp():
                 ws_reg = self.G.map(z, c_map)
-                loss_density = density_l1(self.G.density, ws_reg, cfg.generator.box_warp,
-                                          cfg.density_reg_points, cfg.density_reg_perturb,
-                                          self.rng)  # fmt: skip
+                loss_density = density_l1(
+                    self.G.density,
+                    ws_reg,
+                    cfg.generator.box_warp,
+                    cfg.density_reg_points,
+                    cfg.density_reg_perturb,
+                    self.rng,
+                )
             (loss_density.float() * cfg.density_reg * cfg.density_reg_interval).backward()
             metrics["loss/density_reg"] = float(loss_density.detach())
         average_gradients(self.G, self.world_size)
@@ -156,8 +167,7 @@ class GanTrainer:
         real_raw = downsample(real, cfg.generator.neural_rendering_resolution)
         label_real = self._label(yaw, pitch, camera)
         detached = {k: v.detach() for k, v in fake.items()}
-        fake_inputs = self._d_inputs(detached["image"], detached["image_raw"],
-                                     fake_mask(detached), sigma)  # fmt: skip
+        fake_inputs = self._d_inputs(detached["image"], detached["image_raw"], fake_mask(detached), sigma)
         r1_due = cfg.r1_gamma > 0 and self.step % cfg.r1_interval == 0
         # R1 is taken with respect to D's inputs before blur and augmentation (EG3D, ADA)
         real_parts = [real, real_raw] + ([real_mask] if real_mask is not None else [])
@@ -165,12 +175,11 @@ class GanTrainer:
             real_parts = [x.detach().requires_grad_(True) for x in real_parts]
         with self._amp():
             logits_fake = self.D(*fake_inputs[:2], label_fake, fake_inputs[2])
-            real_inputs = self._d_inputs(real_parts[0], real_parts[1],
-                                         real_parts[2] if real_mask is not None else None, sigma)  # fmt: skip
-            logits_real = self.D(*real_inputs[:2], label_real, real_inputs[2])
-            loss_d = (
-                F.softplus(logits_fake).float().mean() + F.softplus(-logits_real).float().mean()
+            real_inputs = self._d_inputs(
+                real_parts[0], real_parts[1], real_parts[2] if real_mask is not None else None, sigma
             )
+            logits_real = self.D(*real_inputs[:2], label_real, real_inputs[2])
+            loss_d = F.softplus(logits_fake).float().mean() + F.softplus(-logits_real).float().mean()
         self.opt_d.zero_grad(set_to_none=True)
         if r1_due:
             penalty = r1_penalty(logits_real, real_parts).mean()
@@ -186,17 +195,19 @@ class GanTrainer:
         ema_update(self.G_ema, self.G, ema_beta(cfg.batch_size, cfg.ema_kimg))
         self.step += 1
         seconds = time.perf_counter() - started
-        metrics.update({
-            "loss/G": float(loss_g.detach()),
-            "loss/D": float(loss_d.detach()),
-            "D/real": float(logits_real.detach().float().mean()),
-            "D/fake": float(logits_fake.detach().float().mean()),
-            "blur_sigma": sigma,
-            "augment_p": self.augment_p,
-            "kimg": self.step * cfg.batch_size / 1000.0,
-            "images_per_second": cfg.batch_size / seconds,
-            "seconds_per_kimg": seconds * 1000.0 / cfg.batch_size,
-        })  # fmt: skip
+        metrics.update(
+            {
+                "loss/G": float(loss_g.detach()),
+                "loss/D": float(loss_d.detach()),
+                "D/real": float(logits_real.detach().float().mean()),
+                "D/fake": float(logits_fake.detach().float().mean()),
+                "blur_sigma": sigma,
+                "augment_p": self.augment_p,
+                "kimg": self.step * cfg.batch_size / 1000.0,
+                "images_per_second": cfg.batch_size / seconds,
+                "seconds_per_kimg": seconds * 1000.0 / cfg.batch_size,
+            }
+        )
         return metrics
 
     def _adapt_augment(self, logits_real: torch.Tensor) -> None:
@@ -236,8 +247,12 @@ class GanTrainer:
             "augment_p": self.augment_p,
         }
         torch.save(state, folder / "training_state.pt")
-        config = {"kind": "styleavatar3d-gan", "step": self.step, "parent": self.parent,
-                  "training": self.config.model_dump(mode="json")}  # fmt: skip
+        config = {
+            "kind": "styleavatar3d-gan",
+            "step": self.step,
+            "parent": self.parent,
+            "training": self.config.model_dump(mode="json"),
+        }
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     def load(self, folder: Path) -> None:
@@ -247,8 +262,13 @@ class GanTrainer:
             cls = type(getattr(self, attr))
             loaded = cls.from_pretrained(folder, name).to(self.device)
             getattr(self, attr).load_state_dict(loaded.state_dict())
-        state = torch.load(folder / "training_state.pt", map_location=self.device,
-                           weights_only=True)  # fmt: skip
+        state = torch.load(folder / "training_state.pt", map_location=self.device, weights_only=True)
+        check_format_version(
+            state.get("format_version"),
+            STATE_FORMAT_VERSION,
+            f"the GAN training state in '{folder}'",
+            fix="continue it with the avatar-platform version that wrote it, or start a new --out",
+        )
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.rng.set_state(state["rng"].cpu())

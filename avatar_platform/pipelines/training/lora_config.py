@@ -1,6 +1,6 @@
 """The config of `avatar-platform train lora` (section `lora` of a preset): a character LoRA on
 the Stable Diffusion UNet from a few pictures, whose token then replaces the style text in
-`generate --backend controlnet --lora` (METHOD.md §1, "Characters")."""
+`generate --backend controlnet --lora` (docs/method.md §1, "Characters")."""
 
 from __future__ import annotations
 
@@ -35,9 +35,7 @@ class LoraTrainingConfig(StrictConfig):
         "stable-diffusion-v1-5/stable-diffusion-v1-5",
         description="the Stable Diffusion 1.5 pipeline to adapt: hub id or local folder",
     )
-    token: str = Field(
-        "sks", min_length=1, description="the character's name in every caption and prompt"
-    )
+    token: str = Field("sks", min_length=1, description="the character's name in every caption and prompt")
     rank: int = Field(16, ge=1, le=512, description="LoRA rank r")
     alpha: float | None = Field(None, gt=0, description="LoRA alpha (None = rank: scale 1)")
     target_modules: list[str] = Field(
@@ -49,9 +47,12 @@ class LoraTrainingConfig(StrictConfig):
         False, description="also put an adapter on the CLIP text encoder's attention"
     )
     resolution: int = Field(
-        512, ge=16, le=2048, multiple_of=8,
+        512,
+        ge=16,
+        le=2048,
+        multiple_of=8,
         description="training image side in pixels (a multiple of 8, the VAE's stride)",
-    )  # fmt: skip
+    )
     steps: int = Field(1000, ge=1, description="training steps")
     batch_size: int = Field(4, ge=1, description="pictures per step, over all workers")
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
@@ -62,14 +63,11 @@ class LoraTrainingConfig(StrictConfig):
     use_gpu: bool | None = Field(None, description="None = when the cluster has GPUs")
     mixed_precision: Literal["auto", "no", "fp16"] = Field(
         "auto",
-        description="auto = fp16 base weights and autocast on CUDA (the adapter stays fp32), "
-        "fp32 on CPU",
+        description="auto = fp16 base weights and autocast on CUDA (the adapter stays fp32), fp32 on CPU",
     )
     checkpoint_every: int = Field(250, ge=1, description="checkpoint every N steps")
     log_every: int = Field(10, ge=1, description="log the loss every N steps")
-    sample_every: int = Field(
-        250, ge=0, description="sample images every N steps (0 = at the end only)"
-    )
+    sample_every: int = Field(250, ge=0, description="sample images every N steps (0 = at the end only)")
     sample_seeds: list[int] = Field(
         [0, 1, 2, 3], description="seeds of the sample images (the same at every step)"
     )

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.pipelines.inference.image_input import image_tensor, load_image
+from avatar_platform.formats.pictures import image_tensor, load_image
 from avatar_platform.pipelines.training.lora_config import LoraAugmentationConfig
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -87,9 +87,7 @@ def load_training_images(folder: str | Path, token: str, resolution: int) -> lis
     ]
 
 
-def augment(
-    pixels: torch.Tensor, config: LoraAugmentationConfig, generator: torch.Generator
-) -> torch.Tensor:
+def augment(pixels: torch.Tensor, config: LoraAugmentationConfig, generator: torch.Generator) -> torch.Tensor:
     """(B, 3, R, R) → (B, 3, R, R): a random square crop (side ≥ crop_scale·R) resized back, and
     a horizontal flip with probability hflip; every draw comes from `generator` (CPU)."""
     side = pixels.shape[-1]
@@ -98,12 +96,12 @@ def augment(
         share = float(torch.rand(1, generator=generator))
         scale = config.crop_scale + (1 - config.crop_scale) * share
         crop = max(round(side * scale), 1)
-        top, left = (int(torch.randint(0, side - crop + 1, (1,), generator=generator))
-                     for _ in range(2))  # fmt: skip
+        top, left = (int(torch.randint(0, side - crop + 1, (1,), generator=generator)) for _ in range(2))
         if crop < side:
             image = image[:, top : top + crop, left : left + crop]
-            image = F.interpolate(image[None], size=(side, side), mode="bilinear",
-                                  antialias=True, align_corners=False)[0]  # fmt: skip
+            image = F.interpolate(
+                image[None], size=(side, side), mode="bilinear", antialias=True, align_corners=False
+            )[0]
         if float(torch.rand(1, generator=generator)) < config.hflip:
             image = image.flip(-1)
         out.append(image)

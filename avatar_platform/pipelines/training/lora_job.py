@@ -18,8 +18,9 @@ from avatar_platform.pipelines.training.ray_job import TrainSummary, fit, prepar
 EXPERIMENT = "train-lora"
 
 
-def check_inputs(config: LoraTrainingConfig,
-                 images: str | Path) -> tuple[LoraTrainingConfig, list[TrainingImage]]:  # fmt: skip
+def check_inputs(
+    config: LoraTrainingConfig, images: str | Path
+) -> tuple[LoraTrainingConfig, list[TrainingImage]]:
     """The config with its base as an absolute path (workers need not share the driver's working
     folder) and the training pictures, read once here so that bad input fails before Ray starts."""
     from avatar_platform.core.hub import model_source
@@ -32,9 +33,16 @@ def check_inputs(config: LoraTrainingConfig,
     return config, pictures
 
 
-def run_train_lora(config: LoraTrainingConfig, images: str | Path, out: Path, *,
-                   resume: bool = False, ray_address: str | None = None, track: bool = True,
-                   max_failures: int = 2) -> TrainSummary:  # fmt: skip
+def run_train_lora(
+    config: LoraTrainingConfig,
+    images: str | Path,
+    out: Path,
+    *,
+    resume: bool = False,
+    ray_address: str | None = None,
+    track: bool = True,
+    max_failures: int = 2,
+) -> TrainSummary:
     """Train (or continue training) the LoRA of the character in the `images` folder."""
     images = user_path(images)  # the workers read it, from another working folder
     config, pictures = check_inputs(config, images)
@@ -46,10 +54,23 @@ def run_train_lora(config: LoraTrainingConfig, images: str | Path, out: Path, *,
         )
     run_id = None
     if track:
-        run_id = start_run(out, EXPERIMENT, f"lora-{out.name}", config,
-                           tags={"images": str(images), "token": config.token, "output": str(out)},
-                           extra_params={"num_images": len(pictures)})  # fmt: skip
+        run_id = start_run(
+            out,
+            EXPERIMENT,
+            f"lora-{out.name}",
+            config,
+            tags={"images": str(images), "token": config.token, "output": str(out)},
+            extra_params={"num_images": len(pictures)},
+        )
     loop_config = {"config": config.model_dump(mode="json"), "images": str(images)}
     with ended_on_error(run_id):
-        return fit(train_lora_loop, loop_config, out=out, workers=config.workers, gpu=gpu,
-                   steps=config.steps, max_failures=max_failures, run_id=run_id)  # fmt: skip
+        return fit(
+            train_lora_loop,
+            loop_config,
+            out=out,
+            workers=config.workers,
+            gpu=gpu,
+            steps=config.steps,
+            max_failures=max_failures,
+            run_id=run_id,
+        )

@@ -26,8 +26,9 @@ def train_lora_loop(loop_config: dict) -> None:
     trainer = LoraTrainer(config, images, ray.train.torch.get_device(), rank, world)
     resume_from_checkpoint(trainer, logger)
     grid = None  # the fixed-seed samples, kept in every checkpoint after they are made
-    for step, metrics, last in training_steps(trainer, config.steps, config.log_every,
-                                              loop_config, rank, logger):  # fmt: skip
+    for step, metrics, last in training_steps(
+        trainer, config.steps, config.log_every, loop_config, rank, logger
+    ):
         if rank == 0 and (last or (config.sample_every and step % config.sample_every == 0)):
             grid = trainer.sample_grid()
             logger.image(grid, f"samples/step-{step:07d}.png")

@@ -18,14 +18,11 @@ import torch.nn.functional as F
 
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.hub import load_pretrained, model_source
-from avatar_platform.pipelines.datagen.controlnet_backend import LORA_META, LORA_WEIGHTS
+from avatar_platform.formats.lora_folder import LORA_META, LORA_WEIGHTS
+from avatar_platform.models.checkpoint import check_format_version
 from avatar_platform.pipelines.training.gan_losses import average_gradients
 from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
-from avatar_platform.pipelines.training.lora_data import (
-    TrainingImage,
-    augment,
-    default_caption,
-)
+from avatar_platform.pipelines.training.lora_data import TrainingImage, augment, default_caption
 
 FORMAT_VERSION = 1
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]  # CLIP's attention
@@ -46,16 +43,16 @@ def text_encoder_adapter_problem() -> str | None:
     except ImportError:  # an older transformers without the constant has no such check
         return None
     if Version(peft.__version__) < Version(MIN_PEFT_VERSION):
-        return (f"an adapter on the text encoder needs peft >= {MIN_PEFT_VERSION} with this "
-                f"transformers, and peft {peft.__version__} is installed")  # fmt: skip
+        return (
+            f"an adapter on the text encoder needs peft >= {MIN_PEFT_VERSION} with this "
+            f"transformers, and peft {peft.__version__} is installed"
+        )
     return None
 
 
 def weight_dtype(config: LoraTrainingConfig, device: torch.device) -> torch.dtype:
     """The frozen base's dtype: fp16 on CUDA unless mixed precision is off (the adapter is fp32)."""
-    if config.mixed_precision == "fp16" or (
-        config.mixed_precision == "auto" and device.type == "cuda"
-    ):
+    if config.mixed_precision == "fp16" or (config.mixed_precision == "auto" and device.type == "cuda"):
         return torch.float16
     return torch.float32
 
@@ -78,9 +75,14 @@ def load_base_pipeline(source: str, dtype: torch.dtype = torch.float32):
 class LoraTrainer:
     """The frozen base, its adapters, optimiser and step counter on one worker."""
 
-    def __init__(self, config: LoraTrainingConfig, images: list[TrainingImage],
-                 device: str | torch.device = "cpu", rank: int = 0,
-                 world_size: int = 1):  # fmt: skip
+    def __init__(
+        self,
+        config: LoraTrainingConfig,
+        images: list[TrainingImage],
+        device: str | torch.device = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         from diffusers import DDPMScheduler
         from diffusers.training_utils import cast_training_params
         from peft import LoraConfig
@@ -101,17 +103,27 @@ class LoraTrainer:
         for module in (self.unet, self.vae, self.text_encoder):
             module.requires_grad_(False)
         torch.manual_seed(config.seed)  # the same adapter initialisation on every worker
-        self.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.lora_alpha,
-                                         init_lora_weights="gaussian",
-                                         target_modules=list(config.target_modules)))  # fmt: skip
+        self.unet.add_adapter(
+            LoraConfig(
+                r=config.rank,
+                lora_alpha=config.lora_alpha,
+                init_lora_weights="gaussian",
+                target_modules=list(config.target_modules),
+            )
+        )
         self.adapted = [self.unet]
         if config.train_text_encoder:
             problem = text_encoder_adapter_problem()
             if problem:
                 raise AvatarPlatformError(problem, fix="train without --train-text-encoder")
-            self.text_encoder.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.lora_alpha,
-                                                     init_lora_weights="gaussian",
-                                                     target_modules=TEXT_ENCODER_TARGETS))  # fmt: skip
+            self.text_encoder.add_adapter(
+                LoraConfig(
+                    r=config.rank,
+                    lora_alpha=config.lora_alpha,
+                    init_lora_weights="gaussian",
+                    target_modules=TEXT_ENCODER_TARGETS,
+                )
+            )
             self.adapted.append(self.text_encoder)
         # the adapter trains in fp32 over an fp16 base (diffusers' recipe): fp16 Adam updates of
         # small LoRA weights underflow
@@ -130,9 +142,12 @@ class LoraTrainer:
             )
         self.pixels = torch.stack([image.pixels for image in images])  # (N, 3, R, R) on the CPU
         self.input_ids = self.tokenizer(
-            [image.caption for image in images], padding="max_length", truncation=True,
-            max_length=self.tokenizer.model_max_length, return_tensors="pt",
-        ).input_ids.to(self.device)  # fmt: skip
+            [image.caption for image in images],
+            padding="max_length",
+            truncation=True,
+            max_length=self.tokenizer.model_max_length,
+            return_tensors="pt",
+        ).input_ids.to(self.device)
         self.cached_states: torch.Tensor | None = None
         if not config.train_text_encoder:
             # a frozen text encoder gives a caption the same states at every step: encode once
@@ -162,8 +177,9 @@ class LoraTrainer:
         latents = self.vae.encode(pixels).latent_dist.sample(generator=self.rng)
         return latents.float() * self.vae.config.scaling_factor
 
-    def denoising_loss(self, latents: torch.Tensor, states: torch.Tensor, noise: torch.Tensor,
-                       t: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def denoising_loss(
+        self, latents: torch.Tensor, states: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
         """MSE between the UNet's prediction at x_t = q(x_t | latents, noise, t) and its target
         (the noise, or v for v-prediction bases)."""
         noisy = self.noise.add_noise(latents, noise, t)
@@ -191,8 +207,7 @@ class LoraTrainer:
         self.scaler.update()
         self.step += 1
         seconds = time.perf_counter() - started
-        return {"loss": float(loss.detach()), "grad_norm": float(grad_norm),
-                "images_per_second": n / seconds}  # fmt: skip
+        return {"loss": float(loss.detach()), "grad_norm": float(grad_norm), "images_per_second": n / seconds}
 
     @torch.no_grad()
     def sample_grid(self) -> np.ndarray:
@@ -230,40 +245,52 @@ class LoraTrainer:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         adapters = self.adapter_state()
-        layers = {f"{name}_lora_layers": convert_state_dict_to_diffusers(state)
-                  for name, state in adapters.items()}  # fmt: skip
+        layers = {
+            f"{name}_lora_layers": convert_state_dict_to_diffusers(state) for name, state in adapters.items()
+        }
         # the adapter's config (alpha above all) travels in the file's metadata, so that
         # load_lora_weights rebuilds the same scale
-        metadata = {f"{name}_lora_adapter_metadata": module.peft_config["default"].to_dict()
-                    for name, module in zip(adapters, self.adapted, strict=True)}  # fmt: skip
-        StableDiffusionPipeline.save_lora_weights(folder, weight_name=LORA_WEIGHTS, **layers,
-                                                  **metadata)  # fmt: skip
+        metadata = {
+            f"{name}_lora_adapter_metadata": module.peft_config["default"].to_dict()
+            for name, module in zip(adapters, self.adapted, strict=True)
+        }
+        StableDiffusionPipeline.save_lora_weights(folder, weight_name=LORA_WEIGHTS, **layers, **metadata)
         if grid is not None:
             Image.fromarray(grid).save(folder / "samples.png")
-        meta = {"kind": "styleavatar3d-lora", "format_version": FORMAT_VERSION,
-                "token": self.config.token, "base": self.config.base, "rank": self.config.rank,
-                "alpha": self.config.lora_alpha, "step": self.step, "weights": LORA_WEIGHTS,
-                "captions": {image.path.name: image.caption for image in self.images},
-                "training": self.config.model_dump(mode="json")}  # fmt: skip
+        meta = {
+            "kind": "styleavatar3d-lora",
+            "format_version": FORMAT_VERSION,
+            "token": self.config.token,
+            "base": self.config.base,
+            "rank": self.config.rank,
+            "alpha": self.config.lora_alpha,
+            "step": self.step,
+            "weights": LORA_WEIGHTS,
+            "captions": {image.path.name: image.caption for image in self.images},
+            "training": self.config.model_dump(mode="json"),
+        }
         (folder / LORA_META).write_text(json.dumps(meta, indent=2) + "\n")
-        state = {"format_version": FORMAT_VERSION, "step": self.step, "adapters": adapters,
-                 "opt": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
-                 "rng": self.rng.get_state()}  # fmt: skip
+        state = {
+            "format_version": FORMAT_VERSION,
+            "step": self.step,
+            "adapters": adapters,
+            "opt": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": self.rng.get_state(),
+        }
         torch.save(state, folder / "training_state.pt")
 
     def load(self, folder: Path) -> None:
         """Continue from a folder written by `save` (adapters, optimiser, RNG, step)."""
         from peft.utils import set_peft_model_state_dict
 
-        state = torch.load(Path(folder) / "training_state.pt", map_location=self.device,
-                           weights_only=True)  # fmt: skip
-        if state.get("format_version") != FORMAT_VERSION:
-            raise AvatarPlatformError(
-                f"the LoRA training state in '{folder}' has format_version "
-                f"{state.get('format_version')}",
-                expected=f"format_version {FORMAT_VERSION}",
-                fix="start a new run in another --out",
-            )
+        state = torch.load(Path(folder) / "training_state.pt", map_location=self.device, weights_only=True)
+        check_format_version(
+            state.get("format_version"),
+            FORMAT_VERSION,
+            f"the LoRA training state in '{folder}'",
+            fix="start a new run in another --out",
+        )
         for name, module in zip(("unet", "text_encoder"), self.adapted, strict=False):
             set_peft_model_state_dict(module, state["adapters"][name])
         self.opt.load_state_dict(state["opt"])

@@ -30,6 +30,7 @@ from avatar_platform.core.tracking import (
     reopen_run,
     tracking_uri,
 )
+from avatar_platform.formats.model_folder import write_metrics
 
 RUN_NAME = "train"
 
@@ -139,8 +140,9 @@ def resume_from_checkpoint(trainer, logger: RunLogger) -> None:
         logger.metrics({"resumed_from_step": trainer.step}, trainer.step)
 
 
-def training_steps(trainer, steps: int, log_every: int, loop_config: dict, rank: int,
-                   logger: RunLogger) -> Iterator[tuple[int, dict, bool]]:  # fmt: skip
+def training_steps(
+    trainer, steps: int, log_every: int, loop_config: dict, rank: int, logger: RunLogger
+) -> Iterator[tuple[int, dict, bool]]:
     """`trainer.train_step()` until step `steps`; after each, rank 0's progress file is written,
     and every `log_every` steps (and at the last) the metrics go to MLflow. Yields
     (step, metrics, last) for the loop's own samples, evaluations and checkpoints."""
@@ -325,8 +327,7 @@ def training_failure(err: Exception, out: Path, max_failures: int) -> AvatarPlat
     where = f"on worker {rank}" if rank is not None else ""
     head = " ".join(part for part in ("training failed", where) if part)
     if isinstance(error, AvatarPlatformError):
-        return AvatarPlatformError(f"{head} ({attempts}): {error.what}", error.expected,
-                                   error.fix or fix)  # fmt: skip
+        return AvatarPlatformError(f"{head} ({attempts}): {error.what}", error.expected, error.fix or fix)
     return AvatarPlatformError(
         f"{head}{f' ({attempts})' if attempts else ''}: {describe_error(error)}",
         fix=f"see the worker logs for the traceback; {fix}",
@@ -341,8 +342,9 @@ def use_gpu(requested: bool | None) -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
-def prepare(config, out: Path, *, resume: bool, ray_address: str | None,
-            extra_cpus: int = 1) -> tuple[Path, bool]:  # fmt: skip
+def prepare(
+    config, out: Path, *, resume: bool, ray_address: str | None, extra_cpus: int = 1
+) -> tuple[Path, bool]:
     """Everything before `fit`: the cluster is reachable and big enough, the output folder is
     writable and right for `resume`, the resolved config is saved. Returns (out, use GPUs)."""
     from avatar_platform.core.config import save_resolved
@@ -361,16 +363,18 @@ def prepare(config, out: Path, *, resume: bool, ray_address: str | None,
     return out, gpu
 
 
-def start_run(out: Path, experiment: str, run_name: str, config, tags: dict,
-              extra_params: dict | None = None) -> str:  # fmt: skip
+def start_run(
+    out: Path, experiment: str, run_name: str, config, tags: dict, extra_params: dict | None = None
+) -> str:
     """The MLflow run of this output folder: the one in `run.json`, or a new one."""
     run_file = out / "run.json"
     if run_file.exists():  # --resume: the stopped run is running again
         return reopen_run(json.loads(run_file.read_text())["run_id"])
     mlflow = configure_mlflow(experiment)
     client = mlflow.MlflowClient()
-    run = client.create_run(mlflow.get_experiment_by_name(experiment).experiment_id,
-                            run_name=run_name, tags=tags)  # fmt: skip
+    run = client.create_run(
+        mlflow.get_experiment_by_name(experiment).experiment_id, run_name=run_name, tags=tags
+    )
     run_id = run.info.run_id
     params = {**flatten_params(config.model_dump(mode="json")), **(extra_params or {})}
     for key, value in params.items():
@@ -380,9 +384,18 @@ def start_run(out: Path, experiment: str, run_name: str, config, tags: dict,
     return run_id
 
 
-def fit(loop: Callable[[dict], None], loop_config: dict, *, out: Path, workers: int, gpu: bool,
-        steps: int, max_failures: int, run_id: str | None,
-        datasets: dict | None = None) -> TrainSummary:  # fmt: skip
+def fit(
+    loop: Callable[[dict], None],
+    loop_config: dict,
+    *,
+    out: Path,
+    workers: int,
+    gpu: bool,
+    steps: int,
+    max_failures: int,
+    run_id: str | None,
+    datasets: dict | None = None,
+) -> TrainSummary:
     """Run `loop` on `workers` Ray Train workers, then copy the last checkpoint to `out/model`
     (whole or not at all) and attach it to the MLflow run."""
     import ray.train
@@ -429,11 +442,8 @@ def fit(loop: Callable[[dict], None], loop_config: dict, *, out: Path, workers: 
     with result.checkpoint.as_directory() as folder:
         shutil.copytree(folder, staging)
     metrics = dict(result.metrics or {})
-    # the final numbers travel with the model (the registry's promotion gate reads `fid`)
-    numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    written = staging / "metrics.json"  # a loop's own record (e.g. the generator's FID) wins
-    numeric.update(json.loads(written.read_text()) if written.is_file() else {})
-    written.write_text(json.dumps(numeric, indent=2) + "\n")
+    # the final numbers travel with the model; a loop's own record (its FID) wins
+    write_metrics(staging, {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
     shutil.rmtree(model, ignore_errors=True)
     staging.rename(model)
     if run_id:

@@ -26,9 +26,7 @@ def _config(tiny_sd, **kwargs) -> ControlNetBackendConfig:
 def _requests(n: int) -> list[ImageRequest]:
     out = []
     for i in range(n):
-        cond = render_conditions(
-            bust_for_seed(i), camera_from_angles(30.0 * i, 0.0, CameraConfig()), RES
-        )
+        cond = render_conditions(bust_for_seed(i), camera_from_angles(30.0 * i, 0.0, CameraConfig()), RES)
         out.append(
             ImageRequest(
                 prompt=f"a pixar character, view {i}",
@@ -71,8 +69,13 @@ def test_same_seed_gives_the_same_image_whatever_the_batch(hybrid_backend):
 
 def test_the_condition_images_steer_the_output(hybrid_backend):
     request = _requests(1)[0]
-    blank = ImageRequest(**{**request.__dict__, "openpose": np.zeros_like(request.openpose),
-                            "depth": np.zeros_like(request.depth)})  # fmt: skip
+    blank = ImageRequest(
+        **{
+            **request.__dict__,
+            "openpose": np.zeros_like(request.openpose),
+            "depth": np.zeros_like(request.depth),
+        }
+    )
     guided, unguided = hybrid_backend.generate([request, blank], RES)
     assert not np.array_equal(guided, unguided)
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from avatar_platform.core.config import resolve_config
-from avatar_platform.pipelines.datagen.card import (
+from avatar_platform.formats.dataset_card import (
     export_images,
     read_card,
     verify_shards,
@@ -29,8 +29,22 @@ from avatar_platform.pipelines.datagen.spec import plan
 from avatar_platform.pipelines.datagen.stages import DATASET_SCHEMA
 from avatar_platform.pipelines.poses.view_bins import coarse_view_bin
 
-CONTRACT_COLUMNS = ["sample_id", "avatar_id", "style", "prompt", "negative_prompt", "seed", "yaw",
-                    "pitch", "view_bin", "camera", "image", "width", "height", "backend"]  # fmt: skip
+CONTRACT_COLUMNS = [
+    "sample_id",
+    "avatar_id",
+    "style",
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "yaw",
+    "pitch",
+    "view_bin",
+    "camera",
+    "image",
+    "width",
+    "height",
+    "backend",
+]
 
 
 def _config(**overrides) -> GenerateConfig:
@@ -164,10 +178,23 @@ def _wait_for_parts(driver, out: Path, count: int) -> int:
 def test_resume_after_ctrl_c_and_kill_9_yields_each_sample_once(ray_session, tmp_path):
     out = tmp_path / "ds"
     command = [
-        sys.executable, "-m", "avatar_platform.cli.app", "generate", "--preset", "tiny",
-        "--num-images", "240", "--resolution", "96", "--out", str(out),
-        "--ray-address", ray_session, "--no-track", "--no-preview",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "avatar_platform.cli.app",
+        "generate",
+        "--preset",
+        "tiny",
+        "--num-images",
+        "240",
+        "--resolution",
+        "96",
+        "--out",
+        str(out),
+        "--ray-address",
+        ray_session,
+        "--no-track",
+        "--no-preview",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def start():

@@ -16,10 +16,7 @@ from avatar_platform.cli.app import main
 from avatar_platform.core.config import resolve_config
 from avatar_platform.pipelines.datagen.backend import ImageRequest
 from avatar_platform.pipelines.datagen.config import GenerateConfig
-from avatar_platform.pipelines.datagen.controlnet_backend import (
-    ControlNetBackend,
-    ControlNetBackendConfig,
-)
+from avatar_platform.pipelines.datagen.controlnet_backend import ControlNetBackend, ControlNetBackendConfig
 from avatar_platform.pipelines.datagen.job import config_hash
 from avatar_platform.pipelines.datagen.spec import plan
 from avatar_platform.pipelines.datagen.tiny_models import write_tiny_pictures
@@ -39,8 +36,9 @@ def lora_run(tiny_sd, tmp_path_factory):
     """A `train lora` output folder (run/model/...) of the tiny base, its adapter made strong so
     that its effect shows in 8-bit images."""
     root = tmp_path_factory.mktemp("lora")
-    config = resolve_config(LoraTrainingConfig, "lora", "tiny",
-                            overrides={"base": tiny_sd["sd_model"], "token": TOKEN})  # fmt: skip
+    config = resolve_config(
+        LoraTrainingConfig, "lora", "tiny", overrides={"base": tiny_sd["sd_model"], "token": TOKEN}
+    )
     pictures = write_tiny_pictures(root / "pictures", count=3)
     trainer = LoraTrainer(config, load_training_images(pictures, TOKEN, config.resolution))
     trainer.train_step()
@@ -52,8 +50,12 @@ def lora_run(tiny_sd, tmp_path_factory):
 
 
 def _generate_config(tiny_sd, **controlnet) -> GenerateConfig:
-    overrides = {"backend": "controlnet", "num_images": 8, "styles": ["pixar", "anime"],
-                 "controlnet": {**tiny_sd, **controlnet}}  # fmt: skip
+    overrides = {
+        "backend": "controlnet",
+        "num_images": 8,
+        "styles": ["pixar", "anime"],
+        "controlnet": {**tiny_sd, **controlnet},
+    }
     return resolve_config(GenerateConfig, "generate", "tiny", overrides=overrides)
 
 
@@ -83,15 +85,28 @@ def test_a_retrained_adapter_in_the_same_folder_makes_another_dataset(tiny_sd, l
 
 def test_the_adapter_and_its_scale_steer_the_images(tiny_sd, lora_run):
     cond = render_conditions(bust_for_seed(0), camera_from_angles(0.0, 0.0, CameraConfig()), 32)
-    request = [ImageRequest(prompt=f"{TOKEN}, front view", negative_prompt="", seed=7,
-                            openpose=cond.openpose, depth=cond.depth, style=TOKEN, avatar_seed=0,
-                            render_yaw=0.0, render_pitch=0.0)]  # fmt: skip
+    request = [
+        ImageRequest(
+            prompt=f"{TOKEN}, front view",
+            negative_prompt="",
+            seed=7,
+            openpose=cond.openpose,
+            depth=cond.depth,
+            style=TOKEN,
+            avatar_seed=0,
+            render_yaw=0.0,
+            render_pitch=0.0,
+        )
+    ]
     settings = {**tiny_sd, "steps": 2, "guidance": "hybrid", "dtype": "float32"}
     plain = ControlNetBackend(ControlNetBackendConfig(**settings)).generate(request, 32)[0]
     lora = str(lora_run / "model")
-    images = {scale: ControlNetBackend(ControlNetBackendConfig(**settings, lora=lora,
-                                                               lora_scale=scale)).generate(
-        request, 32)[0] for scale in (0.0, 1.0)}  # fmt: skip
+    images = {
+        scale: ControlNetBackend(ControlNetBackendConfig(**settings, lora=lora, lora_scale=scale)).generate(
+            request, 32
+        )[0]
+        for scale in (0.0, 1.0)
+    }
     assert np.abs(images[1.0].astype(int) - plain).max() > 8
     assert np.abs(images[0.0].astype(int) - plain).max() <= 1  # scale 0 = no adapter
 
@@ -102,16 +117,36 @@ def _run(capsys, *argv: str):
     return code, captured.out, captured.err
 
 
-def test_generate_with_lora_writes_a_card_that_names_the_adapter(ray_session, capsys, tiny_sd,
-                                                                 lora_run, tmp_path):  # fmt: skip
+def test_generate_with_lora_writes_a_card_that_names_the_adapter(
+    ray_session, capsys, tiny_sd, lora_run, tmp_path
+):
     out = tmp_path / "ds"
     code, _, err = _run(
-        capsys, "generate", "--backend", "controlnet", "--preset", "tiny", "--num-images", "4",
-        "--sd-model", tiny_sd["sd_model"], "--openpose-controlnet", tiny_sd["openpose_controlnet"],
-        "--depth-controlnet", tiny_sd["depth_controlnet"], "--guidance", "hybrid",
-        "--lora", str(lora_run), "--lora-scale", "0.8", "--out", str(out), "--no-track",
+        capsys,
+        "generate",
+        "--backend",
+        "controlnet",
+        "--preset",
+        "tiny",
+        "--num-images",
+        "4",
+        "--sd-model",
+        tiny_sd["sd_model"],
+        "--openpose-controlnet",
+        tiny_sd["openpose_controlnet"],
+        "--depth-controlnet",
+        tiny_sd["depth_controlnet"],
+        "--guidance",
+        "hybrid",
+        "--lora",
+        str(lora_run),
+        "--lora-scale",
+        "0.8",
+        "--out",
+        str(out),
+        "--no-track",
         "--no-preview",
-    )  # fmt: skip
+    )
     assert code == 0, err
     card = json.loads((out / "dataset.json").read_text())
     weights = lora_run / "model" / "pytorch_lora_weights.safetensors"
@@ -136,17 +171,32 @@ def test_generate_with_lora_writes_a_card_that_names_the_adapter(ray_session, ca
         (["--lora", "NOT_LORA"], "cannot load the LoRA weights"),
     ],
 )
-def test_generate_with_a_bad_lora_is_one_clear_error(ray_session, capsys, tiny_sd, lora_run,
-                                                     tmp_path, args, message):  # fmt: skip
+def test_generate_with_a_bad_lora_is_one_clear_error(
+    ray_session, capsys, tiny_sd, lora_run, tmp_path, args, message
+):
     not_lora = tmp_path / "not-lora"
     not_lora.mkdir()
     (not_lora / "pytorch_lora_weights.safetensors").write_bytes(b"\x00" * 32)
-    args = [str(lora_run) if a == "LORA" else str(not_lora) if a == "NOT_LORA" else a
-            for a in args]  # fmt: skip
+    args = [str(lora_run) if a == "LORA" else str(not_lora) if a == "NOT_LORA" else a for a in args]
     code, _, err = _run(
-        capsys, "generate", "--backend", "controlnet", "--preset", "tiny", "--num-images", "4",
-        "--sd-model", tiny_sd["sd_model"], "--openpose-controlnet", tiny_sd["openpose_controlnet"],
-        "--depth-controlnet", tiny_sd["depth_controlnet"], "--out", str(tmp_path / "ds"),
-        "--no-track", "--no-preview", *args,
-    )  # fmt: skip
+        capsys,
+        "generate",
+        "--backend",
+        "controlnet",
+        "--preset",
+        "tiny",
+        "--num-images",
+        "4",
+        "--sd-model",
+        tiny_sd["sd_model"],
+        "--openpose-controlnet",
+        tiny_sd["openpose_controlnet"],
+        "--depth-controlnet",
+        tiny_sd["depth_controlnet"],
+        "--out",
+        str(tmp_path / "ds"),
+        "--no-track",
+        "--no-preview",
+        *args,
+    )
     assert code == 2 and message in err, err

@@ -16,8 +16,8 @@ from PIL import Image
 from avatar_platform.cli.app import main
 from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.formats.dataset_card import format_card, read_card
 from avatar_platform.pipelines.datagen.backend import ImageRequest
-from avatar_platform.pipelines.datagen.card import format_card, read_card
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.controlnet_backend import (
     ControlNetBackend,
@@ -94,8 +94,7 @@ def test_procedural_mask_is_the_gbuffer_foreground_of_the_true_pose():
     # the planned camera's silhouette is another one: the mask follows the render, not the label
     assert (_gbuffer(yaw=PLANNED_YAW).mask != gbuffer.mask).sum() > 20
     # the old entry point still returns the same image
-    np.testing.assert_array_equal(ProceduralBackend(CameraConfig()).render(_request("pixar"), RES),
-                                  image)  # fmt: skip
+    np.testing.assert_array_equal(ProceduralBackend(CameraConfig()).render(_request("pixar"), RES), image)
 
 
 def test_outline_pixels_drawn_around_the_figure_belong_to_the_mask():
@@ -136,10 +135,17 @@ def test_pixelated_masks_are_the_blockwise_majority_of_the_silhouette(style):
 
 def _controlnet_config(tiny_sd, **kwargs) -> GenerateConfig:
     return resolve_config(
-        GenerateConfig, "generate", "tiny",
-        overrides={"backend": "controlnet", "num_images": 4, "views_per_avatar": 4,
-                   "resolution": 32, "controlnet": {**tiny_sd, "steps": 2, **kwargs}},
-    )  # fmt: skip
+        GenerateConfig,
+        "generate",
+        "tiny",
+        overrides={
+            "backend": "controlnet",
+            "num_images": 4,
+            "views_per_avatar": 4,
+            "resolution": 32,
+            "controlnet": {**tiny_sd, "steps": 2, **kwargs},
+        },
+    )
 
 
 def _condition_batch(config: GenerateConfig) -> dict:
@@ -202,9 +208,7 @@ def tiny_matting(tmp_path_factory) -> str:
     return build_tiny_matting_model(tmp_path_factory.mktemp("tiny-matting") / "segformer")
 
 
-def test_a_matting_model_refines_the_mask_within_the_silhouette(
-    tiny_sd, tiny_matting, controlnet_batch
-):
+def test_a_matting_model_refines_the_mask_within_the_silhouette(tiny_sd, tiny_matting, controlnet_batch):
     config, batch = controlnet_batch
     backend = ControlNetBackend(
         ControlNetBackendConfig(**tiny_sd, steps=2, batch_size=2, matting_model=tiny_matting)
@@ -240,16 +244,32 @@ def test_a_folder_that_is_no_segmentation_model_is_refused_before_any_work(
             check_inputs(_controlnet_config(tiny_sd, matting_model=str(folder)))
     # through the CLI: one error line, no dataset folder
     out = tmp_path / "ds"
-    code = main(["generate", "--preset", "tiny", "--backend", "controlnet", "--sd-model",
-                 tiny_sd["sd_model"], "--openpose-controlnet", tiny_sd["openpose_controlnet"],
-                 "--depth-controlnet", tiny_sd["depth_controlnet"], "--matting-model", str(junk),
-                 "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "generate",
+            "--preset",
+            "tiny",
+            "--backend",
+            "controlnet",
+            "--sd-model",
+            tiny_sd["sd_model"],
+            "--openpose-controlnet",
+            tiny_sd["openpose_controlnet"],
+            "--depth-controlnet",
+            tiny_sd["depth_controlnet"],
+            "--matting-model",
+            str(junk),
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code != 0 and "matting model" in err and "no config.json" in err
     assert not out.exists()
     # the procedural backend's masks are exact: a matting model there is a mistake
-    procedural = resolve_config(GenerateConfig, "generate", "tiny",
-                                overrides={"controlnet": {"matting_model": tiny_matting}})  # fmt: skip
+    procedural = resolve_config(
+        GenerateConfig, "generate", "tiny", overrides={"controlnet": {"matting_model": tiny_matting}}
+    )
     with pytest.raises(AvatarPlatformError, match="--backend controlnet, or drop --matting-model"):
         check_inputs(procedural)
 
@@ -260,10 +280,16 @@ def test_a_folder_that_is_no_segmentation_model_is_refused_before_any_work(
 @pytest.fixture(scope="module")
 def masked_dataset(ray_session, tmp_path_factory):
     config = resolve_config(
-        GenerateConfig, "generate", "tiny",
-        overrides={"num_images": 8, "styles": ["pixar", "voxel"], "resolution": 32,
-                   "procedural": {"pose_noise": 1.0}},
-    )  # fmt: skip
+        GenerateConfig,
+        "generate",
+        "tiny",
+        overrides={
+            "num_images": 8,
+            "styles": ["pixar", "voxel"],
+            "resolution": 32,
+            "procedural": {"pose_noise": 1.0},
+        },
+    )
     out = tmp_path_factory.mktemp("masked") / "ds"
     run_generate(config, out)
     return config, out
@@ -283,9 +309,18 @@ def test_every_shard_has_l_mode_png_masks_matching_the_true_pose(masked_dataset)
         for row in table.to_pylist():
             mask = Image.open(io.BytesIO(row["mask"]))
             assert mask.format == "PNG" and mask.mode == "L" and mask.size == (32, 32)
-            request = ImageRequest("p", "n", row["seed"], None, None, row["style"],
-                                   avatar_seed[row["sample_id"]], row["true_yaw"],
-                                   row["true_pitch"], json.loads(row["attributes"]))  # fmt: skip
+            request = ImageRequest(
+                "p",
+                "n",
+                row["seed"],
+                None,
+                None,
+                row["style"],
+                avatar_seed[row["sample_id"]],
+                row["true_yaw"],
+                row["true_pitch"],
+                json.loads(row["attributes"]),
+            )
             image, expected = backend.render_masked(request, 32)
             np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(row["image"]))), image)
             np.testing.assert_array_equal(np.asarray(mask), expected)
@@ -314,8 +349,7 @@ def test_gan_data_decodes_masks_with_their_images(masked_dataset):
     assert "mask" not in next(iter(ray_dataset(files, 16, 8).iter_batches(batch_size=4)))
 
 
-def test_a_dataset_written_before_masks_still_loads_without_masks(masked_dataset, tmp_path,
-                                                                  capsys):  # fmt: skip
+def test_a_dataset_written_before_masks_still_loads_without_masks(masked_dataset, tmp_path, capsys):
     _, out = masked_dataset
     old = tmp_path / "old"
     (old / "data").mkdir(parents=True)
@@ -333,9 +367,7 @@ def test_a_dataset_written_before_masks_still_loads_without_masks(masked_dataset
     batch = next(iter(ray_dataset(files, 16, card["num_images"]).iter_batches(batch_size=4)))
     assert set(batch) == {"image", "yaw", "pitch", "camera"}
     assert main(["dataset", "info", str(old)]) == 0
-    assert "masks        none (written before masks; mask-aware training is off)" in (
-        capsys.readouterr().out
-    )
+    assert "masks        none (written before masks; mask-aware training is off)" in (capsys.readouterr().out)
     # a card that promises masks its shards lack is an error, not a silent mask-free run
     card["masks"] = {"source": "procedural-gbuffer"}
     with pytest.raises(AvatarPlatformError, match="has no 'mask' column"):
@@ -354,8 +386,13 @@ def test_damaged_or_mis_sized_masks_are_one_clear_error():
 
     def batch(*masks):
         n = len(masks)
-        return {"image": [image] * n, "yaw": [0.0] * n, "pitch": [0.0] * n,
-                "camera": [np.zeros(25, np.float32)] * n, "mask": list(masks)}  # fmt: skip
+        return {
+            "image": [image] * n,
+            "yaw": [0.0] * n,
+            "pitch": [0.0] * n,
+            "camera": [np.zeros(25, np.float32)] * n,
+            "mask": list(masks),
+        }
 
     assert decode_batch(batch(good, good), 16)["mask"].shape == (2, 1, 16, 16)
     assert "mask" not in decode_batch(batch(b"", b""), 16)  # a column without data: no masks

@@ -24,8 +24,7 @@ RES = 48
 
 def _request(style="pixar", yaw=0.0, seed=1, avatar_seed=3, attributes=None) -> ImageRequest:
     blank = np.zeros((RES, RES, 3), np.uint8)
-    return ImageRequest("p", "n", seed, blank, blank, style, avatar_seed, yaw, 0.0,
-                        attributes or {})  # fmt: skip
+    return ImageRequest("p", "n", seed, blank, blank, style, avatar_seed, yaw, 0.0, attributes or {})
 
 
 def test_same_request_same_image_and_views_differ():
@@ -64,8 +63,9 @@ def test_pose_noise_perturbs_only_unconfident_views_by_at_most_the_bound():
 
 
 def test_the_plan_keeps_the_planned_camera_and_records_the_rendered_yaw():
-    noisy = resolve_config(GenerateConfig, "generate", "tiny",
-                           overrides={"num_images": 64, "procedural": {"pose_noise": 0.5}})  # fmt: skip
+    noisy = resolve_config(
+        GenerateConfig, "generate", "tiny", overrides={"num_images": 64, "procedural": {"pose_noise": 0.5}}
+    )
     spec = plan(noisy).to_pylist()
     differs = [r for r in spec if abs(r["true_yaw"] - r["yaw"]) > 1e-3]
     assert differs, "pose noise 0.5 must perturb some side/back views"

@@ -12,7 +12,7 @@ import pytest
 
 from avatar_platform.cli.app import main
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.pipelines.datagen.card import write_card
+from avatar_platform.formats.dataset_card import write_card
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.job import _prepare, config_hash, run_generate
 from avatar_platform.pipelines.poses.template import BustParams, build_bust
@@ -45,8 +45,9 @@ def sha256(path) -> str:
 
 
 def _config(mesh_path, **extra) -> GenerateConfig:
-    return GenerateConfig(num_images=4, views_per_avatar=4, resolution=32,
-                          template_mesh=str(mesh_path), **extra)  # fmt: skip
+    return GenerateConfig(
+        num_images=4, views_per_avatar=4, resolution=32, template_mesh=str(mesh_path), **extra
+    )
 
 
 def test_editing_the_mesh_or_its_landmarks_changes_the_config_hash(tmp_path):
@@ -124,9 +125,17 @@ def test_a_mesh_in_other_units_fails_before_anything_is_written(capsys, tmp_path
     mesh_path = write_bust(tmp_path, scale=scale)
     out_dir = tmp_path / "ds"
     code, _, err = _run(
-        capsys, "generate", "--preset", "tiny", "--template-mesh", str(mesh_path),
-        "--out", str(out_dir), "--no-track", "--no-preview",
-    )  # fmt: skip
+        capsys,
+        "generate",
+        "--preset",
+        "tiny",
+        "--template-mesh",
+        str(mesh_path),
+        "--out",
+        str(out_dir),
+        "--no-track",
+        "--no-preview",
+    )
     assert code == 2, err
     assert message in err and "--template-normalize" in err and "Traceback" not in err
     assert not out_dir.exists() and not (out_dir / "dataset.json").exists()
@@ -135,9 +144,15 @@ def test_a_mesh_in_other_units_fails_before_anything_is_written(capsys, tmp_path
 def test_template_normalize_prints_what_it_did(capsys, tmp_path):
     mesh_path = write_bust(tmp_path, scale=100.0)
     code, out, err = _run(
-        capsys, "generate", "--preset", "tiny", "--template-mesh", str(mesh_path),
-        "--template-normalize", "--dry-run",
-    )  # fmt: skip
+        capsys,
+        "generate",
+        "--preset",
+        "tiny",
+        "--template-mesh",
+        str(mesh_path),
+        "--template-normalize",
+        "--dry-run",
+    )
     assert code == 0, err
     assert json.loads(out)["generate"]["template_normalize"] is True
     assert "scaled by 0.01" in err and "offset" in err

@@ -16,7 +16,7 @@ from avatar_platform.pipelines.evaluation.geometry import (
 from avatar_platform.pipelines.inference.mesh_preview import mesh_preview, render_mesh
 from avatar_platform.pipelines.poses.conditioning import raycast
 from avatar_platform.pipelines.poses.template import bust_for_seed
-from avatar_platform.pipelines.training.samples import cameras
+from avatar_platform.pipelines.rendering import cameras
 
 
 def test_largest_component_share_counts_faces_of_the_biggest_piece():

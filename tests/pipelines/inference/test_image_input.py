@@ -1,4 +1,4 @@
-"""A user's picture (image_input.py): every bad upload refused clearly, every good one made RGB."""
+"""A user's picture (formats/pictures.py): every bad upload refused clearly, every good one made RGB."""
 
 from __future__ import annotations
 
@@ -15,11 +15,7 @@ import torch
 from PIL import Image, ImageFile
 
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.pipelines.inference.image_input import (
-    MAX_BYTES,
-    image_tensor,
-    load_image,
-)
+from avatar_platform.formats.pictures import MAX_BYTES, image_tensor, load_image
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -46,9 +42,7 @@ def blank_png(width: int, height: int) -> bytes:
     400 megapixels, and nothing is ever held in memory at full size."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grey
     compressor = zlib.compressobj(1)
@@ -57,10 +51,7 @@ def blank_png(width: int, height: int) -> bytes:
     data.append(compressor.compress(bytes(1 + (width + 7) // 8) * (height % 1000)))
     data.append(compressor.flush())
     return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", b"".join(data))
-        + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(data)) + chunk(b"IEND", b"")
     )
 
 
@@ -93,9 +84,7 @@ def test_folder_is_refused(tmp_path):
         load_image(tmp_path)
 
 
-def test_file_over_the_byte_limit_is_refused_from_its_size_without_reading_it(
-    tmp_path, monkeypatch
-):
+def test_file_over_the_byte_limit_is_refused_from_its_size_without_reading_it(tmp_path, monkeypatch):
     path = tmp_path / "huge.png"
     with path.open("wb") as file:
         file.truncate(MAX_BYTES + 1)  # sparse: costs no disk and no time

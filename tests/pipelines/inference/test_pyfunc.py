@@ -12,11 +12,8 @@ import trimesh
 from PIL import Image
 
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.formats.model_folder import resolve_model_folder, resolve_package_folder
 from avatar_platform.pipelines.inference import pyfunc
-from avatar_platform.pipelines.inference.model_loading import (
-    resolve_model_folder,
-    resolve_package_folder,
-)
 
 RESOLUTION = 32  # the tiny preset's images (conftest's `tiny_generator`)
 
@@ -46,9 +43,7 @@ def _png(size: int = 64) -> bytes:
 
 def test_seeds_give_a_view_strip_and_a_mesh_per_row(model):
     out = model.predict(
-        pd.DataFrame(
-            {"seed": [0, 1], "views": [3, 3], "mesh": [True, True], "mesh_resolution": [24, 24]}
-        )  # fmt: skip
+        pd.DataFrame({"seed": [0, 1], "views": [3, 3], "mesh": [True, True], "mesh_resolution": [24, 24]})
     )
     assert list(out.columns) == ["request", "sample", "views_png", "mesh_glb"]
     assert out["request"].tolist() == [0, 1] and out["sample"].tolist() == [0, 0]
@@ -133,7 +128,15 @@ def test_a_diffusion_folder_without_its_generator_is_one_clear_error(tmp_path):
 def test_signature_names_every_column():
     signature = pyfunc.signature()
     inputs = {spec.name: spec for spec in signature.inputs.inputs}
-    assert set(inputs) == {"seed", "image", "views", "truncation", "mesh", "mesh_resolution",
-                           "num_samples", "guidance"}  # fmt: skip
+    assert set(inputs) == {
+        "seed",
+        "image",
+        "views",
+        "truncation",
+        "mesh",
+        "mesh_resolution",
+        "num_samples",
+        "guidance",
+    }
     assert not any(spec.required for spec in inputs.values())
     assert signature.outputs.input_names() == ["request", "sample", "views_png", "mesh_glb"]

@@ -59,16 +59,14 @@ def versions(tiny_generator, home, tmp_path_factory):
     worse = training_output(tiny_generator, root / "worse", 80.0, track=True)
     unknown = training_output(tiny_generator, root / "unknown", None, track=False)
     worse_run = json.loads((worse / "run.json").read_text())["run_id"]
-    registered = [registry.register(good), registry.register(worse_run),
-                  registry.register(unknown / "model")]  # fmt: skip
+    registered = [registry.register(good), registry.register(worse_run), registry.register(unknown / "model")]
     return {"good": good, "worse_run": worse_run, "registered": registered}
 
 
 def test_versions_carry_fid_kind_source_and_their_training_run(versions):
     v1, v2, v3 = versions["registered"]
     assert [int(v.version) for v in (v1, v2, v3)] == [1, 2, 3]
-    assert v1.tags == {"fid": "50.0", "kind": "generator-only",
-                       "source": str(versions["good"].resolve())}  # fmt: skip
+    assert v1.tags == {"fid": "50.0", "kind": "generator-only", "source": str(versions["good"].resolve())}
     assert v2.tags["fid"] == "80.0" and v2.tags["source"] == versions["worse_run"]
     assert "fid" not in v3.tags
     good_run = json.loads((versions["good"] / "run.json").read_text())["run_id"]
@@ -84,10 +82,7 @@ def test_the_logged_model_holds_safetensors_and_no_pickles(versions):
     flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
     assert flavor["loader_module"] == "avatar_platform.pipelines.inference.pyfunc"
     assert "python_model" not in flavor
-    assert {
-        f"{flavor['data']}/generator_ema.safetensors",
-        f"{flavor['data']}/metrics.json",
-    } <= files
+    assert {f"{flavor['data']}/generator_ema.safetensors", f"{flavor['data']}/metrics.json"} <= files
     assert not [f for f in files if f.endswith((".pkl", ".pt", ".pth", ".pickle"))], files
     signature = yaml.safe_load((local / "MLmodel").read_text())["signature"]
     assert "views_png" in signature["outputs"] and "mesh_resolution" in signature["inputs"]
@@ -127,10 +122,7 @@ def test_an_equal_or_better_model_is_promoted_without_force(versions):
     ("call", "message"),
     [
         (lambda: registry.resolve_alias(NAME, "gold"), "has no alias 'gold' (aliases: champion"),
-        (
-            lambda: registry.promote(NAME, 99, "champion"),
-            "has no version 99; expected one of [1, 2, 3]",
-        ),
+        (lambda: registry.promote(NAME, 99, "champion"), "has no version 99; expected one of [1, 2, 3]"),
         (lambda: registry.promote(NAME, 1, "latest"), "'latest' is not an alias"),
         (lambda: registry.list_versions("nobody"), "no registered model 'nobody'"),
         (lambda: registry.rollback(NAME, "never"), "has no alias 'never' (aliases: "),
@@ -161,9 +153,11 @@ def test_folders_that_are_not_models(tiny_generator, tmp_path):
 
 def test_an_unreachable_registry_is_one_error_in_seconds(monkeypatch, tiny_generator):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    for call in (lambda: registry.list_versions(NAME),
-                 lambda: registry.register(tiny_generator),
-                 lambda: registry.resolve_package("0123456789abcdef0123456789abcdef")):  # fmt: skip
+    for call in (
+        lambda: registry.list_versions(NAME),
+        lambda: registry.register(tiny_generator),
+        lambda: registry.resolve_package("0123456789abcdef0123456789abcdef"),
+    ):
         started = time.perf_counter()
         with pytest.raises(AvatarPlatformError, match="cannot reach the MLflow registry at http"):
             call()
@@ -189,16 +183,18 @@ def test_the_champion_loads_and_predicts_in_a_fresh_process(versions, home, tmp_
     """)
     env = {**os.environ, "AVATAR_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.split("RESULT ", 1)[1])
     assert result == {"rows": 2, "requests": [0, 1], "same": True}
     for i in range(2):
         image = Image.open(tmp_path / f"views{i}.png")
         assert image.size == (3 * 32, 32)  # views × the tiny preset's resolution
-        mesh = trimesh.load(io.BytesIO((tmp_path / f"mesh{i}.glb").read_bytes()),
-                            file_type="glb", force="mesh")  # fmt: skip
+        mesh = trimesh.load(
+            io.BytesIO((tmp_path / f"mesh{i}.glb").read_bytes()), file_type="glb", force="mesh"
+        )
         assert len(mesh.faces) > 0
 
 
@@ -222,7 +218,8 @@ def test_a_registered_diffusion_model_turns_a_picture_into_avatars_in_a_fresh_pr
     """)
     env = {**os.environ, "AVATAR_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.split("RESULT ", 1)[1]) == {"samples": [0, 1], "differ": True}

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.pipelines.inference.model_loading import load_generator
+from avatar_platform.formats.model_folder import load_generator
 from avatar_platform.pipelines.inference.pyfunc import load_model
 from avatar_platform.pipelines.inference.style_sampling import ws_from_image
 

@@ -20,8 +20,9 @@ from avatar_platform.pipelines.poses.camera import (
 )
 
 CONFIG = CameraConfig()
-ANGLES = [(yaw, pitch) for yaw in (-180, -135, -90, -30, 0, 17, 45, 90, 150, 180)
-          for pitch in (-30, -10, 0, 12, 30)]  # fmt: skip
+ANGLES = [
+    (yaw, pitch) for yaw in (-180, -135, -90, -30, 0, 17, 45, 90, 150, 180) for pitch in (-30, -10, 0, 12, 30)
+]
 
 
 def cam(yaw: float, pitch: float = 0.0, config: CameraConfig = CONFIG) -> np.ndarray:
@@ -38,9 +39,7 @@ def test_layout_is_cam2world_then_intrinsics():
     assert camera.dtype == np.float32
     cam2world, k = split_camera(camera)
     np.testing.assert_array_equal(cam2world[3], [0, 0, 0, 1])
-    np.testing.assert_allclose(
-        k, [[EG3D_FOCAL, 0, 0.5], [0, EG3D_FOCAL, 0.5], [0, 0, 1]], atol=1e-6
-    )
+    np.testing.assert_allclose(k, [[EG3D_FOCAL, 0, 0.5], [0, EG3D_FOCAL, 0.5], [0, 0, 1]], atol=1e-6)
     np.testing.assert_allclose(camera[16:], intrinsics().reshape(-1), atol=1e-6)
     assert abs(EG3D_FOCAL - 4.2647) < 1e-12
     assert camera[16] == pytest.approx(4.2647) and camera[20] == pytest.approx(4.2647)
@@ -76,9 +75,8 @@ def test_radius_comes_from_config():
 
 @pytest.mark.parametrize(
     ("yaw", "expected"),
-    [(0, [0, 0, 2.7]), (180, [0, 0, -2.7]), (-180, [0, 0, -2.7]), (90, [2.7, 0, 0]),
-     (-90, [-2.7, 0, 0])],
-)  # fmt: skip
+    [(0, [0, 0, 2.7]), (180, [0, 0, -2.7]), (-180, [0, 0, -2.7]), (90, [2.7, 0, 0]), (-90, [-2.7, 0, 0])],
+)
 def test_yaw_places_the_camera_around_the_head(yaw, expected):
     np.testing.assert_allclose(position(cam(yaw)), expected, atol=1e-5)
 
@@ -95,9 +93,7 @@ def test_back_view_sees_the_back_of_the_head():
 
 def test_frontal_view_is_not_mirrored():
     camera = cam(0)
-    uv, depth = project_points(
-        np.array([[0.1, 0, 0], [-0.1, 0, 0], [0, 0.1, 0], [0, -0.1, 0]]), camera
-    )
+    uv, depth = project_points(np.array([[0.1, 0, 0], [-0.1, 0, 0], [0, 0.1, 0], [0, -0.1, 0]]), camera)
     assert np.all(depth > 0)
     # world +x (the avatar's left) is the image right, as a photo of a person facing us
     assert uv[0, 0] > 0.5 and uv[1, 0] < 0.5
@@ -132,9 +128,7 @@ def test_positive_pitch_puts_the_camera_above(pitch):
 
 
 def test_camera_position_matches_camera_from_angles():
-    np.testing.assert_allclose(
-        camera_position(60, 20, 2.7, (0, 0, 0)), position(cam(60, 20)), atol=1e-5
-    )
+    np.testing.assert_allclose(camera_position(60, 20, 2.7, (0, 0, 0)), position(cam(60, 20)), atol=1e-5)
 
 
 @pytest.mark.parametrize(("yaw", "pitch"), [(0, 0), (35, -20), (180, 10), (-100, 30)])

@@ -25,14 +25,11 @@ def _reference(points: dict[str, np.ndarray], resolution: int) -> np.ndarray:
 @pytest.mark.parametrize("resolution", [64, 512])
 def test_bust_poses_match_controlnet_aux(yaw, resolution):
     points = visible_landmarks(bust_for_seed(2), camera_from_angles(yaw, 12.0, CameraConfig()))
-    np.testing.assert_array_equal(
-        openpose_image(points, resolution), _reference(points, resolution)
-    )
+    np.testing.assert_array_equal(openpose_image(points, resolution), _reference(points, resolution))
 
 
 def test_a_full_random_skeleton_matches_controlnet_aux():
     rng = np.random.default_rng(0)
     for _ in range(20):
-        points = {name: rng.uniform(0.05, 0.95, size=2) for name in COCO18_NAMES
-                  if rng.uniform() < 0.8}  # fmt: skip
+        points = {name: rng.uniform(0.05, 0.95, size=2) for name in COCO18_NAMES if rng.uniform() < 0.8}
         np.testing.assert_array_equal(openpose_image(points, 256), _reference(points, 256))

@@ -22,8 +22,16 @@ from avatar_platform.pipelines.poses.template import (
 )
 
 RESOLUTION = 64
-LANDMARKS = ("nose", "neck", "right_shoulder", "left_shoulder", "right_eye", "left_eye",
-             "right_ear", "left_ear")  # fmt: skip
+LANDMARKS = (
+    "nose",
+    "neck",
+    "right_shoulder",
+    "left_shoulder",
+    "right_eye",
+    "left_eye",
+    "right_ear",
+    "left_ear",
+)
 # controlnet-aux's COCO-18 keypoint colours (RGB), drawn as solid discs
 COLOUR = {
     "nose": (255, 0, 0),

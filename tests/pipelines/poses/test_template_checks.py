@@ -27,8 +27,9 @@ from avatar_platform.pipelines.poses.template import (
 )
 
 
-def write_bust(tmp_path, scale: float = 1.0, shift=(0.0, 0.0, 0.0), landmark_scale=None,
-               edit=None, stem: str = "bust"):  # fmt: skip
+def write_bust(
+    tmp_path, scale: float = 1.0, shift=(0.0, 0.0, 0.0), landmark_scale=None, edit=None, stem: str = "bust"
+):
     """The default built-in bust as a PLY + landmarks JSON, scaled then shifted (the landmarks
     too, by `landmark_scale` when given); `edit(landmarks)` changes the landmarks further."""
     bust = build_bust(BustParams())
@@ -107,16 +108,18 @@ def test_a_mesh_with_nan_vertices_is_refused():
     vertices = mesh.vertices.copy()
     vertices[0] = np.nan
     mesh = trimesh.Trimesh(vertices, mesh.faces, process=False)
-    template = AvatarTemplate(mesh, np.zeros(len(mesh.faces), np.uint8),
-                              {"nose": np.array([0.0, 0.0, 0.15])}, "nan")  # fmt: skip
+    template = AvatarTemplate(
+        mesh, np.zeros(len(mesh.faces), np.uint8), {"nose": np.array([0.0, 0.0, 0.15])}, "nan"
+    )
     with pytest.raises(AvatarPlatformError, match="not finite"):
         check_template(template)
 
 
 def test_the_check_follows_the_camera_radius():
     ball = trimesh.creation.icosphere(subdivisions=3, radius=0.15)
-    template = AvatarTemplate(ball, np.zeros(len(ball.faces), np.uint8),
-                              {"nose": np.array([0.0, 0.0, 0.15])}, "ball")  # fmt: skip
+    template = AvatarTemplate(
+        ball, np.zeros(len(ball.faces), np.uint8), {"nose": np.array([0.0, 0.0, 0.15])}, "ball"
+    )
     check_template(template)  # the cameras 2.7 away
     with pytest.raises(AvatarPlatformError, match="radius 0.2"):
         check_template(template, CameraConfig(radius=0.2))
@@ -163,8 +166,9 @@ def test_normalize_does_not_hide_landmarks_in_other_units(tmp_path):
 
 def test_normalize_template_directly_keeps_the_input():
     bust = build_bust(BustParams())
-    big = AvatarTemplate(bust.mesh.copy(), bust.face_parts,
-                         {k: v * 100 for k, v in bust.landmarks.items()}, "big")  # fmt: skip
+    big = AvatarTemplate(
+        bust.mesh.copy(), bust.face_parts, {k: v * 100 for k, v in bust.landmarks.items()}, "big"
+    )
     big.mesh.apply_scale(100.0)
     before = big.mesh.vertices.copy()
     done = normalize_template(big)

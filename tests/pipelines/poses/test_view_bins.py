@@ -44,9 +44,7 @@ def test_coarse_view_bin(yaw, expected):
 
 def test_coarse_view_names():
     assert COARSE_VIEW_NAMES == ("front", "left", "back", "right")
-    assert [view_name(int(coarse_view_bin(y))) for y in (0, 90, 180, -90)] == list(
-        COARSE_VIEW_NAMES
-    )
+    assert [view_name(int(coarse_view_bin(y))) for y in (0, 90, 180, -90)] == list(COARSE_VIEW_NAMES)
 
 
 def test_coarse_view_bin_vectorised():

@@ -98,9 +98,7 @@ def test_build_prompt_is_deterministic_per_seed(view_bin):
 def test_build_prompt_differs_across_seeds():
     specs = {build_prompt(style(), FRONT, seed, CONFIG).prompt for seed in range(20)}
     assert len(specs) > 15
-    attrs = {
-        tuple(build_prompt(style(), BACK, seed, CONFIG).attributes.items()) for seed in range(20)
-    }
+    attrs = {tuple(build_prompt(style(), BACK, seed, CONFIG).attributes.items()) for seed in range(20)}
     assert len(attrs) > 15
 
 

@@ -61,8 +61,9 @@ def home(module_home):
 
 @pytest.fixture(scope="module")
 def two_worker_run(ray_session, tiny_generator, home):
-    return run_train_diffusion(diffusion_config(workers=2, batch_size=8, steps=6),
-                               tiny_generator, home / "run")  # fmt: skip
+    return run_train_diffusion(
+        diffusion_config(workers=2, batch_size=8, steps=6), tiny_generator, home / "run"
+    )
 
 
 def _client():
@@ -93,9 +94,7 @@ def test_the_mlflow_run_has_the_config_losses_evaluation_and_model(two_worker_ru
     client = _client()
     run = client.get_run(two_worker_run.run_id)
     assert run.data.params["encoder.kind"] == "cnn"
-    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == list(
-        range(1, 7)
-    )
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == list(range(1, 7))
     assert "eval_w_error" in run.data.metrics and "eval_image_l1_mean_baseline" in run.data.metrics
     images = {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
     assert "eval/step-0000006.png" in images
@@ -145,9 +144,24 @@ def test_sample_takes_the_training_run_uri(two_worker_run, tmp_path, capsys):
     picture = tmp_path / "face.png"
     Image.new("RGB", (32, 32), (180, 140, 100)).save(picture)
     out = tmp_path / "samples"
-    code = main(["sample", "--model", f"runs:/{two_worker_run.run_id}", "--image", str(picture),
-                 "--seeds", "0", "--num-samples", "2", "--views", "2", "--no-turntable",
-                 "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "sample",
+            "--model",
+            f"runs:/{two_worker_run.run_id}",
+            "--image",
+            str(picture),
+            "--seeds",
+            "0",
+            "--num-samples",
+            "2",
+            "--views",
+            "2",
+            "--no-turntable",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     # rows: the seed (from the embedded generator), then the picture's two samples
     assert np.asarray(Image.open(out / "views.png")).shape == (3 * 32, 2 * 32, 3)

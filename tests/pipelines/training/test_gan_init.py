@@ -25,9 +25,12 @@ def _batch(n: int = 4) -> dict:
     yaws = [0.0, 90.0, 180.0, -90.0][:n]
     cams = np.stack([camera_from_angles(y, 0.0, CameraConfig()) for y in yaws])
     g = torch.Generator().manual_seed(0)
-    return {"image": torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8),
-            "yaw": torch.tensor(yaws), "pitch": torch.zeros(n),
-            "camera": torch.tensor(cams).float()}  # fmt: skip
+    return {
+        "image": torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8),
+        "yaw": torch.tensor(yaws),
+        "pitch": torch.zeros(n),
+        "camera": torch.tensor(cams).float(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +58,11 @@ def test_init_copies_the_parents_weights_exactly_with_a_fresh_optimiser(parent):
     assert not torch.equal(_render(child.G_ema), _render(reference.G_ema))
     load_init(child, check_init(parent, TINY), "the-parent")
     for name in ("G", "G_ema", "D"):
-        for a, b in zip(getattr(child, name).state_dict().values(),
-                        getattr(reference, name).state_dict().values(), strict=True):  # fmt: skip
+        for a, b in zip(
+            getattr(child, name).state_dict().values(),
+            getattr(reference, name).state_dict().values(),
+            strict=True,
+        ):
             assert torch.equal(a, b), name
     assert torch.equal(_render(child.G_ema), _render(reference.G_ema))
     assert child.step == 0 and not child.opt_g.state and not child.opt_d.state
@@ -126,8 +132,11 @@ def _dataset_card_only(folder):
     (folder / "data").mkdir(parents=True)
     columns = ("image", "yaw", "pitch", "camera", "width", "height", "view_bin")
     pq.write_table(pa.table({c: [0] * 8 for c in columns}), folder / "data" / "part-0.parquet")
-    card = {"resolution": 32, "num_images": 8,
-            "shards": [{"file": "data/part-0.parquet", "rows": 8, "sha256": ""}]}  # fmt: skip
+    card = {
+        "resolution": 32,
+        "num_images": 8,
+        "shards": [{"file": "data/part-0.parquet", "rows": 8, "sha256": ""}],
+    }
     (folder / "dataset.json").write_text(json.dumps(card))
     return folder
 
@@ -139,12 +148,26 @@ def test_train_gan_init_fails_before_training_and_dry_run_shows_it(capsys, tmp_p
     if init == "diffusion":
         bad.mkdir()
         (bad / "style_denoiser.json").write_text("{}")
-    code = main(["train", "gan", "--preset", "tiny", "--data", str(data), "--init", str(bad),
-                 "--out", str(tmp_path / "out"), "--no-track"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "gan",
+            "--preset",
+            "tiny",
+            "--data",
+            str(data),
+            "--init",
+            str(bad),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-track",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--init" in err and not (tmp_path / "out").exists()
     assert err.count("error") == 1
-    code = main(["train", "gan", "--preset", "tiny", "--data", str(tmp_path), "--init",
-                 str(parent), "--dry-run"])  # fmt: skip
+    code = main(
+        ["train", "gan", "--preset", "tiny", "--data", str(tmp_path), "--init", str(parent), "--dry-run"]
+    )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["init"] == str(parent)

@@ -11,21 +11,14 @@ from avatar_platform.core.config import resolve_config
 from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_angles
 from avatar_platform.pipelines.training.gan_augment import AugmentConfig, adjust_p, augment
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-from avatar_platform.pipelines.training.gan_losses import (
-    density_l1,
-    ema_beta,
-    mirror_cameras,
-    r1_penalty,
-)
+from avatar_platform.pipelines.training.gan_losses import density_l1, ema_beta, mirror_cameras, r1_penalty
 from avatar_platform.pipelines.training.gan_trainer import GanTrainer
 
 TINY = resolve_config(GanTrainingConfig, "gan", "tiny")
 
 
 def _cameras(yaws) -> torch.Tensor:
-    return torch.tensor(
-        np.stack([camera_from_angles(y, 10.0, CameraConfig()) for y in yaws])
-    ).float()
+    return torch.tensor(np.stack([camera_from_angles(y, 10.0, CameraConfig()) for y in yaws])).float()
 
 
 def test_r1_equals_its_analytic_value_on_a_known_function():
@@ -82,12 +75,18 @@ def test_augmentation_is_off_at_p_zero_and_moves_image_and_mask_together():
 
 def test_colour_changes_rgb_only_and_cutout_hits_every_channel():
     x = _stack()
-    colour = augment(x, 1.0, AugmentConfig(mode="fixed", translation=0, cutout=0), 6,
-                     torch.Generator().manual_seed(2))  # fmt: skip
+    colour = augment(
+        x, 1.0, AugmentConfig(mode="fixed", translation=0, cutout=0), 6, torch.Generator().manual_seed(2)
+    )
     assert torch.equal(colour[:, 6:], x[:, 6:])
     assert not torch.allclose(colour[:, :6], x[:, :6])
-    cut = augment(x, 1.0, AugmentConfig(mode="fixed", translation=0, color=False, cutout=0.5), 6,
-                  torch.Generator().manual_seed(3))  # fmt: skip
+    cut = augment(
+        x,
+        1.0,
+        AugmentConfig(mode="fixed", translation=0, color=False, cutout=0.5),
+        6,
+        torch.Generator().manual_seed(3),
+    )
     holes = (cut == 0).all(dim=1).flatten(1).sum(dim=1)  # zero in all 7 channels at once
     # an 8×8 square (half the side), clipped to a quarter at worst where its centre is a corner
     assert holes.min() >= 16 and holes.max() <= 64
@@ -105,8 +104,12 @@ def _batch(n: int = 4, masks: bool = True) -> dict:
     size = TINY.generator.img_resolution
     yaws = [0.0, 90.0, 180.0, -90.0][:n]
     g = torch.Generator().manual_seed(0)
-    batch = {"image": torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8),
-             "yaw": torch.tensor(yaws), "pitch": torch.full((n,), 10.0), "camera": _cameras(yaws)}  # fmt: skip
+    batch = {
+        "image": torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8),
+        "yaw": torch.tensor(yaws),
+        "pitch": torch.full((n,), 10.0),
+        "camera": _cameras(yaws),
+    }
     if masks:
         batch["mask"] = (torch.rand(n, 1, size, size, generator=g) > 0.5).to(torch.uint8) * 255
     return batch

@@ -29,8 +29,9 @@ def gan_config(**overrides) -> GanTrainingConfig:
 
 @pytest.fixture(scope="module")
 def tiny_dataset(ray_session, tmp_path_factory) -> Path:
-    config = resolve_config(GenerateConfig, "generate", "tiny",
-                            overrides={"num_images": 16, "styles": ["pixar", "anime"]})  # fmt: skip
+    config = resolve_config(
+        GenerateConfig, "generate", "tiny", overrides={"num_images": 16, "styles": ["pixar", "anime"]}
+    )
     out = tmp_path_factory.mktemp("gan-data") / "ds"
     run_generate(config, out)
     return out
@@ -67,8 +68,10 @@ def test_two_worker_run_writes_a_model_folder_that_learned(two_worker_run):
     trained = TriPlaneGenerator.from_pretrained(model)
     torch.manual_seed(gan_config().seed)
     initial = TriPlaneGenerator(gan_config().generator)
-    changed = [not torch.equal(a, b) for a, b in
-               zip(initial.state_dict().values(), trained.state_dict().values(), strict=True)]  # fmt: skip
+    changed = [
+        not torch.equal(a, b)
+        for a, b in zip(initial.state_dict().values(), trained.state_dict().values(), strict=True)
+    ]
     assert any(changed)
 
 
@@ -95,8 +98,7 @@ def test_the_mlflow_run_has_params_metrics_and_images(two_worker_run, home):
 def test_resume_continues_a_stopped_run(two_worker_run, tiny_dataset, home):
     with pytest.raises(AvatarPlatformError, match="already holds a training run"):
         run_train_gan(gan_config(workers=2, steps=6), tiny_dataset, two_worker_run.out)
-    summary = run_train_gan(gan_config(workers=2, steps=6), tiny_dataset, two_worker_run.out,
-                            resume=True)  # fmt: skip
+    summary = run_train_gan(gan_config(workers=2, steps=6), tiny_dataset, two_worker_run.out, resume=True)
     assert summary.steps == 6 and summary.run_id == two_worker_run.run_id
     resumed = _client().get_metric_history(summary.run_id, "resumed_from_step")
     assert [m.value for m in resumed] == [4.0]
@@ -112,13 +114,14 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tiny_dataset, home):
 
     def train_workers() -> set[int]:
         # Ray titles each actor process "ray::<class>..."; the state API would need the dashboard
-        return {p.pid for p in psutil.process_iter(["cmdline"])
-                if any("RayTrainWorker" in part for part in p.info["cmdline"] or [])}  # fmt: skip
+        return {
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if any("RayTrainWorker" in part for part in p.info["cmdline"] or [])
+        }
 
     earlier = train_workers()  # a previous test's workers may still be shutting down
-    thread = threading.Thread(
-        target=lambda: result.update(summary=run_train_gan(config, tiny_dataset, out))
-    )
+    thread = threading.Thread(target=lambda: result.update(summary=run_train_gan(config, tiny_dataset, out)))
     thread.start()
     deadline = time.monotonic() + 240
 
@@ -155,16 +158,16 @@ def test_more_workers_than_the_cluster_holds(tiny_dataset, tmp_path):
 
     cpus = int(ray.cluster_resources()["CPU"])
     with pytest.raises(AvatarPlatformError, match=f"{cpus + 1} workers need"):
-        run_train_gan(gan_config(workers=cpus + 1, batch_size=cpus + 1), tiny_dataset,
-                      tmp_path / "run", track=False)  # fmt: skip
+        run_train_gan(
+            gan_config(workers=cpus + 1, batch_size=cpus + 1), tiny_dataset, tmp_path / "run", track=False
+        )
 
 
 def test_init_fine_tunes_a_parent_on_two_workers(two_worker_run, tiny_dataset, home):
     from safetensors.torch import load_file
 
     parent = two_worker_run.model
-    summary = run_train_gan(gan_config(workers=2, steps=1), tiny_dataset, home / "child",
-                            init=parent)  # fmt: skip
+    summary = run_train_gan(gan_config(workers=2, steps=1), tiny_dataset, home / "child", init=parent)
     saved = json.loads((summary.model / "config.json").read_text())
     assert saved["parent"] == str(parent) and saved["step"] == 1
     assert _client().get_run(summary.run_id).data.params["init"] == str(parent)

@@ -11,15 +11,8 @@ from PIL import Image
 from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.pipelines.datagen.tiny_models import write_tiny_pictures
-from avatar_platform.pipelines.training.lora_config import (
-    LoraAugmentationConfig,
-    LoraTrainingConfig,
-)
-from avatar_platform.pipelines.training.lora_data import (
-    augment,
-    find_images,
-    load_training_images,
-)
+from avatar_platform.pipelines.training.lora_config import LoraAugmentationConfig, LoraTrainingConfig
+from avatar_platform.pipelines.training.lora_data import augment, find_images, load_training_images
 
 
 def test_pictures_of_every_format_and_size_become_squares_in_name_order(tmp_path):
@@ -30,8 +23,7 @@ def test_pictures_of_every_format_and_size_become_squares_in_name_order(tmp_path
     (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07")  # a macOS resource fork
     images = load_training_images(tmp_path, "zorb", 32)
     assert [image.path.name for image in images] == ["a.png", "b.jpg", "c.WEBP"]
-    for image, colour in zip(images, (colours["a.png"], colours["b.jpg"], colours["c.WEBP"]),
-                             strict=True):  # fmt: skip
+    for image, colour in zip(images, (colours["a.png"], colours["b.jpg"], colours["c.WEBP"]), strict=True):
         assert image.pixels.shape == (3, 32, 32) and image.pixels.dtype == torch.float32
         mean = ((image.pixels.mean(dim=(1, 2)) + 1) * 127.5).numpy()
         np.testing.assert_allclose(mean, colour, atol=6)  # JPEG and WebP are lossy
@@ -52,8 +44,12 @@ def test_captions_come_from_txt_files_and_always_name_the_token(tmp_path):
     (tmp_path / "picture-01.txt").write_text("a  cartoon\n  fox ")  # no token: it is prepended
     (tmp_path / "picture-02.txt").write_text("   ")  # empty: the default
     captions = [image.caption for image in load_training_images(tmp_path, "zorb", 16)]
-    assert captions == ["zorb waving, studio light", "zorb, a cartoon fox", "a picture of zorb",
-                        "a picture of zorb"]  # fmt: skip
+    assert captions == [
+        "zorb waving, studio light",
+        "zorb, a cartoon fox",
+        "a picture of zorb",
+        "a picture of zorb",
+    ]
 
 
 def test_augmentation_is_seeded_light_and_can_be_off():
@@ -90,16 +86,20 @@ def _bad_caption(folder):
     [
         (lambda folder: None, "does not exist"),
         (lambda folder: folder.mkdir(), "holds no pictures (found: nothing)"),
-        (lambda folder: (folder.mkdir(), (folder / "a.txt").write_text("x")),
-         "holds no pictures (found: a.txt)"),
-        (lambda folder: write_tiny_pictures(folder, count=2), "holds 2 picture(s); expected at "
-                                                              "least 3 pictures"),
+        (
+            lambda folder: (folder.mkdir(), (folder / "a.txt").write_text("x")),
+            "holds no pictures (found: a.txt)",
+        ),
+        (
+            lambda folder: write_tiny_pictures(folder, count=2),
+            "holds 2 picture(s); expected at least 3 pictures",
+        ),
         (_damaged, "picture-01.png is damaged or truncated"),
         (_not_an_image, "picture-02.png is not an image"),
         (_bad_caption, "the caption file"),
     ],
     ids=["missing", "empty", "no-pictures", "too-few", "damaged", "not-an-image", "bad-caption"],
-)  # fmt: skip
+)
 def test_bad_folders_are_refused_clearly(tmp_path, setup, message):
     folder = tmp_path / "pictures"
     setup(folder)

@@ -42,8 +42,7 @@ def _base_state(trainer: LoraTrainer) -> dict[str, torch.Tensor]:
     """Every frozen weight of the pipeline, named as in the base model (peft's wrappers add
     `.base_layer`), copied."""
     state = {}
-    for prefix, module in (("unet", trainer.unet), ("vae", trainer.vae),
-                           ("text", trainer.text_encoder)):  # fmt: skip
+    for prefix, module in (("unet", trainer.unet), ("vae", trainer.vae), ("text", trainer.text_encoder)):
         for name, tensor in module.state_dict().items():
             if "lora_" not in name:
                 state[f"{prefix}.{name.replace('.base_layer', '')}"] = tensor.clone()
@@ -71,8 +70,13 @@ def trained(tiny_sd, pictures, module_home):
     adapter_before = {k: v.clone() for k, v in trainer.adapter_state()["unet"].items()}
     for _ in range(12):
         trainer.train_step()
-    return {"trainer": trainer, "loss": (loss_before, fixed_loss()), "base": base_before,
-            "adapter_before": adapter_before, "folder": module_home / "adapter"}  # fmt: skip
+    return {
+        "trainer": trainer,
+        "loss": (loss_before, fixed_loss()),
+        "base": base_before,
+        "adapter_before": adapter_before,
+        "folder": module_home / "adapter",
+    }
 
 
 def test_training_lowers_the_loss_and_changes_only_the_adapter(trained):
@@ -91,8 +95,14 @@ def test_training_lowers_the_loss_and_changes_only_the_adapter(trained):
 
 
 def _render(pipe) -> np.ndarray:
-    return pipe(f"a picture of {TOKEN}", num_inference_steps=2, height=32, width=32,
-                generator=torch.Generator().manual_seed(0), output_type="np").images[0]  # fmt: skip
+    return pipe(
+        f"a picture of {TOKEN}",
+        num_inference_steps=2,
+        height=32,
+        width=32,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    ).images[0]
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +111,7 @@ def saved(trained):
     return trained["folder"]
 
 
-def test_the_saved_adapter_loads_into_a_fresh_pipeline_and_changes_its_output(trained, saved,
-                                                                              tiny_sd):  # fmt: skip
+def test_the_saved_adapter_loads_into_a_fresh_pipeline_and_changes_its_output(trained, saved, tiny_sd):
     assert (saved / "samples.png").is_file()
     meta = json.loads((saved / "lora.json").read_text())
     assert meta["token"] == TOKEN and meta["step"] == 12 and meta["rank"] == 4
@@ -157,8 +166,22 @@ def _run(capsys, *argv: str):
 def cli_run(ray_session, tiny_sd, pictures, module_home):
     """`train lora --preset tiny` (4 steps, samples at 2 and 4) on Ray Train."""
     out = module_home / "lora-run"
-    code = main(["train", "lora", "--images", str(pictures), "--token", TOKEN,
-                 "--base", tiny_sd["sd_model"], "--preset", "tiny", "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "lora",
+            "--images",
+            str(pictures),
+            "--token",
+            TOKEN,
+            "--base",
+            tiny_sd["sd_model"],
+            "--preset",
+            "tiny",
+            "--out",
+            str(out),
+        ]
+    )
     return code, out
 
 
@@ -192,20 +215,47 @@ def test_train_lora_writes_the_adapter_and_an_mlflow_run(cli_run, capsys):
         ("ok", ["--token", ""], "'lora.token'"),
     ],
 )
-def test_train_lora_bad_input_fails_before_anything_is_written(capsys, tmp_path, tiny_sd, setup,
-                                                               args, message):  # fmt: skip
+def test_train_lora_bad_input_fails_before_anything_is_written(
+    capsys, tmp_path, tiny_sd, setup, args, message
+):
     pictures = write_tiny_pictures(tmp_path / "pictures", count=2 if setup == "few" else 3)
     out = tmp_path / "run"
-    code, _, err = _run(capsys, "train", "lora", "--images", str(pictures), "--token", TOKEN,
-                        "--base", tiny_sd["sd_model"], "--preset", "tiny", "--out", str(out),
-                        "--no-track", *args)  # fmt: skip
+    code, _, err = _run(
+        capsys,
+        "train",
+        "lora",
+        "--images",
+        str(pictures),
+        "--token",
+        TOKEN,
+        "--base",
+        tiny_sd["sd_model"],
+        "--preset",
+        "tiny",
+        "--out",
+        str(out),
+        "--no-track",
+        *args,
+    )
     assert code == 2 and message in err, err
     assert not out.exists()
 
 
 def test_train_lora_dry_run(capsys, tmp_path):
-    code, out, _ = _run(capsys, "train", "lora", "--images", str(tmp_path), "--token", TOKEN,
-                        "--preset", "paper", "--rank", "8", "--dry-run")  # fmt: skip
+    code, out, _ = _run(
+        capsys,
+        "train",
+        "lora",
+        "--images",
+        str(tmp_path),
+        "--token",
+        TOKEN,
+        "--preset",
+        "paper",
+        "--rank",
+        "8",
+        "--dry-run",
+    )
     resolved = json.loads(out)["lora"]
     assert code == 0 and resolved["rank"] == 8 and resolved["resolution"] == 512
     assert resolved["token"] == TOKEN and resolved["mixed_precision"] == "auto"

@@ -1,28 +1,83 @@
-"""Find and load a trained model from what a user passes as `--model`.
+"""A model folder on disk: a GAN (`generator*.json` + `.safetensors`, `discriminator.*`,
+`config.json`) or a style diffusion (`style_denoiser.json`, `diffusion.json`, the generator it was
+trained on in `generator/`), each with `metrics.json`: the numbers that travel with the model
+(the registry's promotion gate reads its `fid`). Pickles (`training_state.pt`) stay in training
+outputs: no shipped or registered model carries one.
 
-Accepted: a model folder (a GAN folder of generator json + safetensors, or a diffusion folder with
-its generator in `generator/`), a training output folder (its final `model/`, else its latest Ray
-Train checkpoint), a downloaded MLflow model, or an MLflow URI (`runs:/<id>/model`,
-`models:/<name>/<version>` or `models:/<name>@<alias>`), downloaded to a temporary folder.
-"""
+Finding a model from what a user passes as `--model` / `--generator` / `--init` lives here too
+(`resolve_package_folder`): a model folder, a training output folder (its final `model/`, else its
+latest Ray Train checkpoint), a downloaded MLflow model, an MLflow URI (`runs:/<id>/model`,
+`models:/<name>/<version>`, `models:/<name>@<alias>`: downloaded to a temporary folder), or a
+starter shipped in the package (`starter:demo`, its files checked against its card)."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
+from avatar_platform import starters
 from avatar_platform.core.errors import AvatarPlatformError
 
-MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:")
 GAN_MARKERS = ("generator_ema.json", "generator.json")
 DIFFUSION_MARKER = "style_denoiser.json"
+METRICS_FILE = "metrics.json"
+EMBEDDED_GENERATOR = "generator"
+# loading any of these could run code, and inference needs none of them
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 
 def is_gan_folder(path: Path) -> bool:
-    return any((path / marker).is_file() for marker in GAN_MARKERS)
+    return any((Path(path) / marker).is_file() for marker in GAN_MARKERS)
 
 
 def is_diffusion_folder(path: Path) -> bool:
-    return (path / DIFFUSION_MARKER).is_file()
+    return (Path(path) / DIFFUSION_MARKER).is_file()
+
+
+def is_pickle(name: str) -> bool:
+    return name.lower().endswith(PICKLE_SUFFIXES)
+
+
+def read_metrics(folder: Path) -> dict:
+    """The folder's `metrics.json` ({} when there is none), or one error when it is not an object."""
+    path = Path(folder) / METRICS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        numbers = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        numbers = None
+    if not isinstance(numbers, dict):
+        raise AvatarPlatformError(f"'{path}' is not a JSON object", expected='{"fid": <number>, ...}')
+    return numbers
+
+
+def write_metrics(folder: Path, numbers: dict, *, keep_existing: bool = True) -> dict:
+    """Write `metrics.json`: `numbers`, under what the folder already records when
+    `keep_existing` (a training loop's own record, e.g. its FID, wins over the final report)."""
+    merged = {**numbers, **(read_metrics(folder) if keep_existing else {})}
+    (Path(folder) / METRICS_FILE).write_text(json.dumps(merged, indent=2) + "\n")
+    return merged
+
+
+def model_fid(folder: Path) -> float | None:
+    """The generator's FID of a model: the folder's own `metrics.json`, else its embedded
+    generator's (a diffusion model inherits its GAN's)."""
+    for candidate in (Path(folder), Path(folder) / EMBEDDED_GENERATOR):
+        fid = read_metrics(candidate).get("fid")
+        if fid is not None:
+            return checked_fid(fid, str(candidate / METRICS_FILE))
+    return None
+
+
+def checked_fid(fid, where: str) -> float:
+    if isinstance(fid, bool) or not isinstance(fid, int | float) or not math.isfinite(fid) or fid < 0:
+        raise AvatarPlatformError(f"the FID in {where} is {fid!r}", expected="a number >= 0")
+    return float(fid)
+
+
+MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:")
 
 
 def resolve_package_folder(spec: str | Path) -> Path:
@@ -31,6 +86,8 @@ def resolve_package_folder(spec: str | Path) -> Path:
     text = str(spec)
     if text.startswith(MLFLOW_SCHEMES):
         return resolve_package_folder(_download(text))
+    if text.startswith(starters.SCHEME):
+        return starters.resolve(text)
     path = Path(text).expanduser()
     for candidate in (path, path / "model"):
         if is_diffusion_folder(candidate) or is_gan_folder(candidate):
@@ -44,8 +101,8 @@ def resolve_package_folder(spec: str | Path) -> Path:
     raise AvatarPlatformError(
         f"'{spec}' is not a model",
         expected="a model folder (generator_ema.json + .safetensors, or a diffusion model with "
-        "style_denoiser.json), a `train` output folder, or an MLflow URI (runs:/<id>/model, "
-        "models:/<name>@<alias>)",
+        "style_denoiser.json), a `train` output folder, an MLflow URI (runs:/<id>/model, "
+        "models:/<name>@<alias>) or a shipped starter (starter:demo)",
         fix="pass the --out of `avatar-platform train gan` or `train diffusion`",
     )
 
@@ -55,7 +112,7 @@ def resolve_model_folder(spec: str | Path) -> Path:
     folder = resolve_package_folder(spec)
     if not is_diffusion_folder(folder):
         return folder
-    generator = folder / "generator"
+    generator = folder / EMBEDDED_GENERATOR
     if not is_gan_folder(generator):
         raise AvatarPlatformError(
             f"the diffusion model '{folder}' has no generator in '{generator}'",
@@ -90,10 +147,10 @@ def _download(uri: str) -> Path:
     import mlflow
 
     from avatar_platform.core.tracking import point_mlflow, tracking_uri
-    from avatar_platform.pipelines.inference import registry
+    from avatar_platform.formats.model_uri import check_reachable, pin_alias
 
-    registry.check_reachable()
-    registry.pin_alias(uri)  # an unknown alias gets the error listing the others
+    check_reachable()
+    pin_alias(uri)  # an unknown alias gets the error listing the others
     point_mlflow()
     if uri.startswith("runs:/") and uri.rstrip("/").count("/") == 1:
         uri = uri.rstrip("/") + "/model"  # a run id alone means its model folder

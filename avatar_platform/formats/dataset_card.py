@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import json
 from collections import Counter
@@ -13,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from avatar_platform import __version__
+from avatar_platform.core.digest import file_sha256
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.paths import atomic_write_bytes, ensure_writable_dir
 from avatar_platform.pipelines.poses.view_bins import COARSE_VIEW_NAMES
@@ -20,16 +20,9 @@ from avatar_platform.pipelines.poses.view_bins import COARSE_VIEW_NAMES
 CARD_FORMAT_VERSION = 1
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_card(out: Path, config, config_hash: str, part_names: list[str], backend: dict,
-               masks: dict | None = None) -> dict:  # fmt: skip
+def write_card(
+    out: Path, config, config_hash: str, part_names: list[str], backend: dict, masks: dict | None = None
+) -> dict:
     """Count, hash and describe the parts, then write `dataset.json` atomically (the last step).
     `masks` describes the `mask` column (its "source" at least); None: the shards have none."""
     data_dir = out / "data"
@@ -40,8 +33,9 @@ def write_card(out: Path, config, config_hash: str, part_names: list[str], backe
         table = pq.read_table(data_dir / name, columns=["style", "view_bin"])
         styles.update(table["style"].to_pylist())
         views.update(COARSE_VIEW_NAMES[v] for v in table["view_bin"].to_pylist())
-        shards.append({"file": f"data/{name}", "rows": table.num_rows,
-                       "sha256": _sha256(data_dir / name)})  # fmt: skip
+        shards.append(
+            {"file": f"data/{name}", "rows": table.num_rows, "sha256": file_sha256(data_dir / name)}
+        )
     card = {
         "format_version": CARD_FORMAT_VERSION,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -86,9 +80,7 @@ def read_card(folder: Path) -> dict:
             if (folder / "_work").is_dir()
             else "pass the folder that `avatar-platform generate` wrote"
         )
-        raise AvatarPlatformError(
-            f"'{folder}' is not a complete dataset (no dataset.json)", fix=hint
-        )
+        raise AvatarPlatformError(f"'{folder}' is not a complete dataset (no dataset.json)", fix=hint)
     try:
         return json.loads(card_path.read_text())
     except json.JSONDecodeError as err:
@@ -97,7 +89,7 @@ def read_card(folder: Path) -> dict:
 
 def verify_shards(folder: Path, card: dict) -> list[str]:
     """Shards whose content no longer matches the card's hash."""
-    return [s["file"] for s in card["shards"] if _sha256(Path(folder) / s["file"]) != s["sha256"]]
+    return [s["file"] for s in card["shards"] if file_sha256(Path(folder) / s["file"]) != s["sha256"]]
 
 
 def format_card(folder: Path, card: dict) -> str:
@@ -110,8 +102,7 @@ def format_card(folder: Path, card: dict) -> str:
         + json.dumps({k: v for k, v in backend.items() if k != "backend"}),
         f"shards       {len(card['shards'])} Parquet files",
         f"created      {card['created']} (avatar-platform {card['avatar_platform_version']})",
-        "view bins    "
-        + ", ".join(f"{name} {count}" for name, count in card["counts"]["view_bin"].items()),
+        "view bins    " + ", ".join(f"{name} {count}" for name, count in card["counts"]["view_bin"].items()),
         f"styles       {len(card['counts']['style'])}: "
         + ", ".join(f"{name} {count}" for name, count in card["counts"]["style"].items()),
         f"masks        {mask_summary(card)}",
@@ -133,15 +124,15 @@ def yaw_distance(a: float, b: float) -> float:
     return abs((a - b + 180.0) % 360.0 - 180.0)
 
 
-def export_images(folder: Path, out: Path, yaw: float = 0.0, count: int = 4,
-                  style: str | None = None) -> list[Path]:  # fmt: skip
+def export_images(
+    folder: Path, out: Path, yaw: float = 0.0, count: int = 4, style: str | None = None
+) -> list[Path]:
     """Write the `count` images (of distinct avatars) seen nearest `yaw` as PNG files in `out`
     — e.g. frontal pictures to try `sample --image` with."""
     card = read_card(folder)
     if style is not None and style not in card["counts"]["style"]:
         raise AvatarPlatformError(
-            f"the dataset has no style '{style}'",
-            expected=f"one of: {', '.join(card['counts']['style'])}",
+            f"the dataset has no style '{style}'", expected=f"one of: {', '.join(card['counts']['style'])}"
         )
     candidates = []  # (distance, avatar, file, row)
     for shard in card["shards"]:
@@ -191,9 +182,7 @@ def contact_sheet(folder: Path, max_styles: int = 12, cell: int = 128) -> np.nda
                 found[key] = images[row].as_py()
     label_w, header_h = 150, 24
     sheet = Image.new(
-        "RGB",
-        (label_w + cell * len(COARSE_VIEW_NAMES), header_h + cell * len(styles)),
-        (255, 255, 255),
+        "RGB", (label_w + cell * len(COARSE_VIEW_NAMES), header_h + cell * len(styles)), (255, 255, 255)
     )
     draw = ImageDraw.Draw(sheet)
     for col, name in enumerate(COARSE_VIEW_NAMES):
