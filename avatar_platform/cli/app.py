@@ -12,6 +12,7 @@ import typer
 from avatar_platform import __version__
 from avatar_platform.cli import cluster as cluster_cli
 from avatar_platform.cli import dataset as dataset_cli
+from avatar_platform.cli import evaluate as evaluate_cli
 from avatar_platform.cli import generate as generate_cli
 from avatar_platform.cli import registry as registry_cli
 from avatar_platform.cli import sample as sample_cli
@@ -33,6 +34,7 @@ app.command(name="styles")(generate_cli.styles)
 app.add_typer(dataset_cli.app, name="dataset")
 app.add_typer(train_cli.app, name="train")
 app.command(name="sample")(sample_cli.sample)
+app.command(name="eval")(evaluate_cli.evaluate)
 app.add_typer(registry_cli.app, name="registry")
 app.add_typer(serve_cli.app, name="serve")
 app.add_typer(cluster_cli.app, name="cluster")

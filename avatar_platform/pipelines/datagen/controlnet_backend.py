@@ -15,13 +15,7 @@ from avatar_platform.core.config import StrictConfig
 from avatar_platform.core.digest import path_sha256
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.hub import load_pretrained, model_source
-from avatar_platform.formats.lora_folder import (  # noqa: F401 (re-exported)
-    LORA_META,
-    LORA_WEIGHTS,
-    lora_folder,
-    lora_meta,
-    lora_weights,
-)
+from avatar_platform.formats.lora_folder import LORA_META, LORA_WEIGHTS, lora_folder, lora_meta, lora_weights  # noqa: F401 (re-exported)
 from avatar_platform.pipelines.datagen.backend import ImageRequest, mask_from_bool
 
 

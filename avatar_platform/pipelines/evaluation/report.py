@@ -1,0 +1,223 @@
+"""`avatar-platform eval`: what a trained GAN scores against a dataset, and a page to look at.
+
+- fid / kid: G_ema at the dataset's cameras vs the dataset's pictures. InceptionV3 features when
+  its weights are on this machine (`$AVATAR_HOME/weights/inception_v3_google.pth`), else the fixed
+  random CNN, labelled `random-cnn`: those numbers only compare models with each other;
+- on procedural data, where the true bust of every avatar is known: geometry (Chamfer distance
+  between each seed's mesh and the nearest template bust of the dataset), largest_share and
+  border_faces of the raw mesh, outside_volume, and silhouette_iou (opacity vs the nearest bust's
+  true silhouette, front / left / back / right);
+- a metric that cannot be computed is listed under `absent`, with the reason, never as 0.
+
+The same function scores the starter models and `bench/fidelity.py`'s arms.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avatar_platform.core.errors import AvatarPlatformError
+
+EVAL_SEEDS = (0, 1, 2, 3)
+EVAL_YAWS = (0.0, 90.0, 180.0, -90.0)
+TRUNCATION = 0.7
+MESH_RESOLUTION = 64
+TEMPLATES = 16  # dataset busts a mesh is compared with (the nearest counts)
+VIEW_ACCURACY_ABSENT = "no view classifier is shipped yet"
+
+
+def load_rows(data: Path, resolution: int, limit: int | None = None) -> tuple[dict, dict]:
+    """Dataset rows decoded at `resolution` (image, yaw, pitch, camera, mask when present), the
+    first `limit` of them, and the card."""
+    import pyarrow.parquet as pq
+
+    from avatar_platform.formats.dataset_card import read_card
+    from avatar_platform.pipelines.training.gan_data import decode_batch
+
+    card = read_card(data)
+    parts, count = [], 0
+    for shard in card["shards"]:
+        table = pq.read_table(Path(data) / shard["file"])
+        columns = [c for c in ("image", "yaw", "pitch", "camera", "mask") if c in table.column_names]
+        parts.append(decode_batch({c: table[c].to_pylist() for c in columns}, resolution))
+        count += table.num_rows
+        if limit is not None and count >= limit:
+            break
+    rows = {key: np.concatenate([p[key] for p in parts])[:limit] for key in parts[0]}
+    return rows, card
+
+
+def feature_extractor():
+    """(extractor, its name): Inception when its weights are here, else the random CNN."""
+    from avatar_platform.pipelines.evaluation.fid import inception_feature_extractor, random_feature_extractor
+
+    try:
+        return inception_feature_extractor(), "inception"
+    except AvatarPlatformError:
+        return random_feature_extractor(), "random-cnn"
+
+
+@torch.no_grad()
+def image_scores(generator, rows: dict, samples: int, extractor) -> dict:
+    """fid and kid of G_ema at the rows' cameras (random z per picture) vs the rows' pictures."""
+    from avatar_platform.pipelines.evaluation.fid import (
+        frechet_distance,
+        generated_features,
+        kernel_inception_distance,
+        real_features,
+    )
+
+    real = real_features(torch.as_tensor(rows["image"][:samples]).float() / 127.5 - 1.0, extractor)
+    fake = generated_features(generator, torch.as_tensor(rows["camera"][:samples]), extractor)
+    subset = max(min(len(real) // 2, 100), 2)
+    return {
+        "fid": frechet_distance(real, fake),
+        "kid": kernel_inception_distance(real, fake, subset_size=subset),
+        "samples": len(real),
+    }
+
+
+def geometry_absent_reason(card: dict) -> str | None:
+    """Why the dataset has no true shapes to compare with (None: it has)."""
+    backend = card.get("backend", {}).get("backend")
+    if backend != "procedural":
+        return (
+            f"a {backend} dataset: its busts guided the pictures but are not their true shapes "
+            "(geometry needs a procedural dataset)"
+        )
+    if card.get("template"):
+        return "the dataset was rendered from a user template mesh: one shape, no per-avatar truth"
+    return None
+
+
+@torch.no_grad()
+def geometry_scores(generator, card: dict, seeds=EVAL_SEEDS) -> dict:
+    """Mean over `seeds` (ψ = 0.7) of the geometry metrics against the dataset's busts."""
+    from avatar_platform.models.mesh import density_grid, extract_mesh
+    from avatar_platform.pipelines.datagen.config import GenerateConfig
+    from avatar_platform.pipelines.datagen.spec import plan
+    from avatar_platform.pipelines.evaluation.geometry import (
+        border_faces,
+        largest_component_share,
+        nearest_template,
+        silhouette_iou,
+        volume_outside,
+    )
+    from avatar_platform.pipelines.inference.sampling import mesh_for_ws
+    from avatar_platform.pipelines.poses.conditioning import raycast
+    from avatar_platform.pipelines.poses.template import bust_for_seed
+    from avatar_platform.pipelines.rendering import cameras, ws_for_seed
+
+    config = GenerateConfig.model_validate(card["config"])
+    templates = [bust_for_seed(s) for s in sorted(set(plan(config)["avatar_seed"].to_pylist()))[:TEMPLATES]]
+    box = generator.config.box_warp
+    res = generator.config.neural_rendering_resolution * 2
+    cams = cameras(EVAL_YAWS).float().to(next(generator.parameters()).device)
+    keys = ("geometry", "largest_share", "border_faces", "outside_volume", "silhouette_iou")
+    out: dict[str, list] = {key: [] for key in keys}
+    for seed in seeds:
+        ws = ws_for_seed(generator, seed, TRUNCATION)
+        mesh = mesh_for_ws(generator, ws, MESH_RESOLUTION, "auto")
+        planes = generator.planes(ws)
+
+        def density(points, planes=planes):
+            return generator.field(planes, points[None])[0][0, :, 0]
+
+        raw = extract_mesh(density, MESH_RESOLUTION, box, mesh.metadata["level"], border=0, keep="all")
+        best, error = nearest_template(mesh, [t.mesh for t in templates], box)
+        out["geometry"].append(error)
+        out["largest_share"].append(largest_component_share(raw))
+        out["border_faces"].append(border_faces(raw, box, MESH_RESOLUTION))
+        grid = density_grid(density, MESH_RESOLUTION, box)
+        low, high = templates[best].mesh.bounds
+        out["outside_volume"].append(volume_outside(grid > mesh.metadata["level"], box, low, high))
+        opacity = generator.synthesis(ws.expand(len(cams), -1, -1), cams, neural_rendering_resolution=res)[
+            "opacity"
+        ]
+        for view, camera in enumerate(cams.cpu().numpy()):
+            truth = raycast(templates[best], camera.astype(np.float64), res).mask
+            out["silhouette_iou"].append(silhouette_iou(opacity[view, 0].cpu().numpy(), truth))
+    scores = {key: float(np.mean(values)) for key, values in out.items()}
+    scores["border_faces"] = int(sum(out["border_faces"]))
+    return scores
+
+
+def evaluate(generator, rows: dict, card: dict, samples: int = 128, extractor=None) -> dict:
+    """Every metric this dataset allows, and `absent`: {metric: why not}."""
+    generator.eval()
+    features = "random-cnn"
+    if extractor is None:
+        extractor, features = feature_extractor()
+    metrics = {**image_scores(generator, rows, samples, extractor), "features": features}
+    absent = {"view_accuracy": VIEW_ACCURACY_ABSENT}
+    reason = geometry_absent_reason(card)
+    if reason is None:
+        metrics.update(geometry_scores(generator, card))
+    else:
+        absent.update({key: reason for key in ("geometry", "silhouette_iou")})
+    metrics["absent"] = absent
+    return metrics
+
+
+def write_report(generator, metrics: dict, title: str, path: Path) -> Path:
+    """One page: seeds × views (ψ = 0.7) above the numbers."""
+    from PIL import Image, ImageDraw
+
+    from avatar_platform.pipelines.inference.sampling import multiview_grid, ws_for_seed
+
+    grid = multiview_grid(
+        generator, [ws_for_seed(generator, s, TRUNCATION) for s in EVAL_SEEDS], len(EVAL_YAWS)
+    )
+    scale = max(1, 512 // grid.shape[1])
+    views = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+    lines = [title, "rows: seeds 0-3 (psi 0.7); columns: front, left, back, right"]
+    for key, value in metrics.items():
+        if key == "absent":
+            lines += [f"{k}: absent ({why})" for k, why in value.items()]
+        elif isinstance(value, float):
+            lines.append(f"{key}: {value:.4g}")
+        elif key in ("features", "samples", "border_faces", "step"):
+            lines.append(f"{key}: {value}")
+    page = Image.new("RGB", (max(views.width, 640), views.height + 14 * len(lines) + 16), "white")
+    page.paste(views, (0, 0))
+    draw = ImageDraw.Draw(page)
+    for i, line in enumerate(lines):
+        draw.text((8, views.height + 8 + 14 * i), line, fill="black")
+    page.save(path)
+    return path
+
+
+def run_eval(spec: str, data: Path, out: Path, samples: int = 128) -> dict:
+    """Evaluate model `spec` on dataset `data`: OUT/metrics.json and OUT/report.png; the metrics
+    also go to the MLflow run when `spec` is `runs:/<id>…`."""
+    from avatar_platform.core.paths import ensure_writable_dir
+    from avatar_platform.formats.model_folder import load_generator, resolve_model_folder
+
+    folder = resolve_model_folder(spec)
+    generator = load_generator(folder)
+    rows, card = load_rows(data, generator.config.img_resolution, limit=samples)
+    metrics = evaluate(generator, rows, card, samples)
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    metrics = {"model": spec, "data": str(data), "step": config.get("step"), **metrics}
+    out = ensure_writable_dir(out)
+    write_report(generator, metrics, f"{spec} on {data}", out / "report.png")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if spec.startswith("runs:/"):
+        _log_to_run(spec.removeprefix("runs:/").split("/")[0], metrics)
+    return metrics
+
+
+def _log_to_run(run_id: str, metrics: dict) -> None:
+    import mlflow
+
+    from avatar_platform.core.tracking import point_mlflow
+
+    point_mlflow()
+    client = mlflow.MlflowClient()
+    for key, value in metrics.items():
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            client.log_metric(run_id, f"eval/{key}", float(value))
