@@ -41,9 +41,29 @@ ARMS = {
     "baseline": {"background": "none", "mask_channel": False, "augment": "off"},
     "foreground": {"background": "stylegan2", "mask_channel": True, "augment": "ada"},
 }
-EVAL_SEEDS = (0, 1, 2, 3)
-EVAL_YAWS = (0.0, 90.0, 180.0, -90.0)
-MESH_RESOLUTION = 64
+
+
+def load_rows(data: Path, resolution: int):
+    from avatar_platform.pipelines.evaluation.report import load_rows as load
+
+    return load(data, resolution)
+
+
+def evaluate(generator, rows: dict, card: dict) -> dict:
+    """The library's metrics (`avatar-platform eval`), without the bookkeeping keys."""
+    from avatar_platform.pipelines.evaluation.report import evaluate as evaluate_model
+
+    scores = evaluate_model(generator, rows, card)
+    return {k: v for k, v in scores.items() if k not in ("absent", "samples")}
+
+
+def write_views(generator, path: Path) -> None:
+    """Rows = seeds 0–3, columns = front, left, back, right (ψ = 0.7)."""
+    from avatar_platform.pipelines.evaluation.report import EVAL_SEEDS, EVAL_YAWS, TRUNCATION
+    from avatar_platform.pipelines.inference.sampling import multiview_grid, write_png, ws_for_seed
+
+    avatars = [ws_for_seed(generator, seed, TRUNCATION) for seed in EVAL_SEEDS]
+    write_png(multiview_grid(generator, avatars, len(EVAL_YAWS)), path)
 
 
 def arm_config(base, arm: str, steps: int):
@@ -58,23 +78,6 @@ def arm_config(base, arm: str, steps: int):
     return GanTrainingConfig.model_validate(data)
 
 
-def load_rows(data: Path, resolution: int) -> tuple[dict, dict]:
-    """Every dataset row decoded (images, masks, cameras) and the card."""
-    import pyarrow.parquet as pq
-
-    from avatar_platform.formats.dataset_card import read_card
-    from avatar_platform.pipelines.training.gan_data import decode_batch
-
-    card = read_card(data)
-    parts = []
-    for shard in card["shards"]:
-        table = pq.read_table(data / shard["file"])
-        columns = [c for c in ("image", "yaw", "pitch", "camera", "mask") if c in table.column_names]
-        parts.append(decode_batch({c: table[c].to_pylist() for c in columns}, resolution))
-    rows = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return rows, card
-
-
 def batches(rows: dict, batch_size: int, start_step: int, seed: int = 0):
     """The same endless stream of batches for every arm: epoch e is permutation e of the rows."""
     n = len(rows["image"])
@@ -86,82 +89,6 @@ def batches(rows: dict, batch_size: int, start_step: int, seed: int = 0):
         take = order[index * batch_size : (index + 1) * batch_size]
         yield {key: torch.as_tensor(value[take]) for key, value in rows.items()}
         step += 1
-
-
-@torch.no_grad()
-def evaluate(generator, rows: dict, card: dict, samples: int = 128) -> dict:
-    from avatar_platform.models.mesh import density_grid, extract_mesh
-    from avatar_platform.pipelines.datagen.config import GenerateConfig
-    from avatar_platform.pipelines.datagen.spec import plan
-    from avatar_platform.pipelines.evaluation.fid import (
-        frechet_distance,
-        generated_features,
-        kernel_inception_distance,
-        random_feature_extractor,
-        real_features,
-    )
-    from avatar_platform.pipelines.evaluation.geometry import (
-        border_faces,
-        largest_component_share,
-        nearest_template,
-        silhouette_iou,
-        volume_outside,
-    )
-    from avatar_platform.pipelines.inference.sampling import mesh_for_ws, ws_for_seed
-    from avatar_platform.pipelines.poses.conditioning import raycast
-    from avatar_platform.pipelines.poses.template import bust_for_seed
-    from avatar_platform.pipelines.rendering import cameras
-
-    generator.eval()
-    extract = random_feature_extractor()
-    real = real_features(torch.as_tensor(rows["image"][:samples]).float() / 127.5 - 1.0, extract)
-    fake = generated_features(generator, torch.as_tensor(rows["camera"][:samples]), extract)
-    config = GenerateConfig.model_validate(card["config"])
-    seeds = sorted(set(plan(config)["avatar_seed"].to_pylist()))[:16]
-    templates = [bust_for_seed(s) for s in seeds]
-    box = generator.config.box_warp
-    res = generator.config.neural_rendering_resolution * 2
-    cams = cameras(EVAL_YAWS).float()
-    out = {
-        "geometry": [],
-        "largest_share": [],
-        "border_faces": [],
-        "outside_volume": [],
-        "silhouette_iou": [],
-    }
-    for seed in EVAL_SEEDS:
-        ws = ws_for_seed(generator, seed, 0.7)
-        mesh = mesh_for_ws(generator, ws, MESH_RESOLUTION, "auto")
-        planes = generator.planes(ws)
-
-        def density(points, planes=planes):
-            return generator.field(planes, points[None])[0][0, :, 0]
-
-        raw = extract_mesh(density, MESH_RESOLUTION, box, mesh.metadata["level"], border=0, keep="all")
-        best, error = nearest_template(mesh, [t.mesh for t in templates], box)
-        out["geometry"].append(error)
-        out["largest_share"].append(largest_component_share(raw))
-        out["border_faces"].append(border_faces(raw, box, MESH_RESOLUTION))
-        grid = density_grid(density, MESH_RESOLUTION, box)
-        low, high = templates[best].mesh.bounds
-        out["outside_volume"].append(volume_outside(grid > mesh.metadata["level"], box, low, high))
-        opacity = generator.synthesis(ws.expand(len(cams), -1, -1), cams, neural_rendering_resolution=res)[
-            "opacity"
-        ]
-        for view, camera in enumerate(cams.numpy()):
-            truth = raycast(templates[best], camera.astype(np.float64), res).mask
-            out["silhouette_iou"].append(silhouette_iou(opacity[view, 0].numpy(), truth))
-    scores = {key: float(np.mean(values)) for key, values in out.items()}
-    scores["border_faces"] = int(sum(out["border_faces"]))
-    return {"fid": frechet_distance(real, fake), "kid": kernel_inception_distance(real, fake), **scores}
-
-
-def write_views(generator, path: Path) -> None:
-    """Rows = seeds 0–3, columns = front, left, back, right (ψ = 0.7)."""
-    from avatar_platform.pipelines.inference.sampling import multiview_grid, write_png, ws_for_seed
-
-    avatars = [ws_for_seed(generator, seed, 0.7) for seed in EVAL_SEEDS]
-    write_png(multiview_grid(generator, avatars, len(EVAL_YAWS)), path)
 
 
 def evaluate_models(args) -> None:

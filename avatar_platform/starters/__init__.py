@@ -5,7 +5,8 @@ A starter is a folder `avatar_platform/starters/<name>/` holding `model/` (a GAN
 G, G_ema and D as safetensors + json, and config.json; no pickles) and `card.json`: how it was
 made (the commands, the dataset's config hash, steps, hardware, wall time), what it scores
 (`bench/fidelity.py`), and the sha256 of every file in `model/`, checked each time the starter is
-resolved. `MODEL_CARD.md` is the same card for people (`tools/make_starter.py` writes both).
+resolved. `MODEL_CARD.md` is the same card for people (`python -m avatar_platform.starters.build` writes
+both).
 """
 
 from __future__ import annotations

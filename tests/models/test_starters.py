@@ -16,7 +16,7 @@ from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.formats.model_folder import load_generator
 from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_angles
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan_config import GanTrainingConfig, with_dataset_masks
 from avatar_platform.pipelines.training.gan_init import check_init
 from avatar_platform.pipelines.training.gan_trainer import GanTrainer
 from avatar_platform.starters.build import build_starter
@@ -154,7 +154,7 @@ def test_the_shipped_demo_starter_matches_its_card_and_the_demo_preset():
     assert card["training"]["steps"] >= 1000 and card["training"]["hardware"]
     for key in ("fid", "kid", "geometry", "silhouette_iou"):
         assert isinstance(card["metrics"]["starter"][key], float), key
-    # `make demo` fine-tunes it with the demo preset: the architectures must agree
-    demo = resolve_config(GanTrainingConfig, "gan", "demo")
+    # `make demo` fine-tunes it with the demo preset on a dataset with masks: the architectures agree
+    demo = with_dataset_masks(resolve_config(GanTrainingConfig, "gan", "demo"), has_masks=True)
     check_init("starter:demo", demo)
     assert load_generator("starter:demo").config.img_resolution == demo.generator.img_resolution
