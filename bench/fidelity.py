@@ -14,6 +14,9 @@ order, the same CPU), and each arm is evaluated at every point of `--steps`:
 - outside_volume: occupied volume outside the nearest template's bounding box (box units³);
 - silhouette_iou: G_ema's opacity vs the nearest template's mask, front / left / back / right.
 
+`--variant NAME:key=value,…` adds an arm: the foreground arm with other gan settings (dotted
+keys), e.g. `--variant r1-0.1:r1_gamma=0.1 --arms foreground,r1-0.1`.
+
 Arms checkpoint after every segment into --out; re-running the same command continues. Prints one
 JSON object per (arm, point) and appends it to OUT/results.jsonl. Usage:
     .venv/bin/python bench/fidelity.py --data .avatar/demo/dataset --steps 100,200,300
@@ -66,6 +69,24 @@ def write_views(generator, path: Path) -> None:
     write_png(multiview_grid(generator, avatars, len(EVAL_YAWS)), path)
 
 
+def add_variant(text: str) -> str:
+    """`NAME:key=value,key=value` (dotted keys of the gan config, YAML values) → a new arm: the
+    foreground arm with those settings, e.g. `r1-0.1:r1_gamma=0.1,augment.color=false`."""
+    import yaml
+
+    name, _, settings = text.partition(":")
+    if not name or not settings or name in ARMS:
+        raise SystemExit(f"--variant {text!r}: expected NEW_NAME:key=value[,key=value]")
+    overrides = {}
+    for item in settings.split(","):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--variant {text!r}: {item!r} is not key=value")
+        overrides[key.strip()] = yaml.safe_load(value)
+    ARMS[name] = {**ARMS["foreground"], "overrides": overrides}
+    return name
+
+
 def arm_config(base, arm: str, steps: int):
     from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
 
@@ -74,6 +95,14 @@ def arm_config(base, arm: str, steps: int):
     data["generator"]["background"] = spec["background"]
     data["discriminator"]["mask_channel"] = spec["mask_channel"]
     data["augment"]["mode"] = spec["augment"]
+    for key, value in spec.get("overrides", {}).items():
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        if leaf not in node:
+            raise SystemExit(f"arm {arm}: the gan config has no setting {key!r}")
+        node[leaf] = value
     data["steps"] = steps
     return GanTrainingConfig.model_validate(data)
 
@@ -131,7 +160,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(".avatar/bench/fidelity"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--models", default=None, help="NAME=SPEC,…: evaluate these models")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:key=value,…: one more arm, the foreground arm with these gan settings (repeatable)",
+    )
     args = parser.parse_args()
+    for text in args.variant:
+        add_variant(text)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.models:

@@ -81,6 +81,16 @@ def image_scores(generator, rows: dict, samples: int, extractor) -> dict:
     }
 
 
+@torch.no_grad()
+def colour_metrics(generator, rows: dict, samples: int) -> dict:
+    """colour_fd and colour_spread (evaluation.colour) of G_ema at the rows' cameras."""
+    from avatar_platform.pipelines.evaluation.colour import colour_scores, colour_summary, generated_colours
+
+    real = colour_summary(rows["image"][:samples], rows["mask"][:samples, 0] > 127)
+    fake = generated_colours(generator, torch.as_tensor(rows["camera"][:samples]))
+    return colour_scores(real, fake)
+
+
 def geometry_absent_reason(card: dict) -> str | None:
     """Why the dataset has no true shapes to compare with (None: it has)."""
     backend = card.get("backend", {}).get("backend")
@@ -154,6 +164,10 @@ def evaluate(generator, rows: dict, card: dict, samples: int = 128, extractor=No
         extractor, features = feature_extractor()
     metrics = {**image_scores(generator, rows, samples, extractor), "features": features}
     absent = {"view_accuracy": VIEW_ACCURACY_ABSENT}
+    if "mask" in rows:
+        metrics.update(colour_metrics(generator, rows, samples))
+    else:
+        absent.update(dict.fromkeys(("colour_fd", "colour_spread"), "the dataset has no masks"))
     reason = geometry_absent_reason(card)
     if reason is None:
         metrics.update(geometry_scores(generator, card))
