@@ -15,7 +15,8 @@ order, the same CPU), and each arm is evaluated at every point of `--steps`:
 - silhouette_iou: G_ema's opacity vs the nearest template's mask, front / left / back / right.
 
 `--variant NAME:key=value,…` adds an arm: the foreground arm with other gan settings (dotted
-keys), e.g. `--variant r1-0.1:r1_gamma=0.1 --arms foreground,r1-0.1`.
+keys), e.g. `--variant r1-0.1:r1_gamma=0.1 --arms foreground,r1-0.1`. `--init SPEC` starts
+every arm from a trained GAN (a fine-tune, as `train gan --init`).
 
 Arms checkpoint after every segment into --out; re-running the same command continues. Prints one
 JSON object per (arm, point) and appends it to OUT/results.jsonl. Usage:
@@ -161,6 +162,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--models", default=None, help="NAME=SPEC,…: evaluate these models")
     parser.add_argument(
+        "--init", default=None, help="start every arm from this GAN (any --init value: a fine-tune)"
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -190,9 +194,18 @@ def main() -> None:
     done = set()
     if results.exists():
         done = {(r["arm"], r["step"]) for r in map(json.loads, results.read_text().splitlines())}
+
+    def new_trainer(arm: str) -> GanTrainer:
+        trainer = GanTrainer(arm_config(base, arm, points[-1]))
+        if args.init:
+            from avatar_platform.pipelines.training.gan_init import check_init, load_init
+
+            load_init(trainer, check_init(args.init, trainer.config), args.init)
+        return trainer
+
     for arm in arms:
         if (arm, 0) not in done:
-            trainer = GanTrainer(arm_config(base, arm, points[-1]))
+            trainer = new_trainer(arm)
             record = {"arm": arm, "step": 0, "train_seconds": 0.0, **evaluate(trainer.G_ema, rows, card)}
             print(json.dumps(record), flush=True)
             with results.open("a") as f:
@@ -202,7 +215,7 @@ def main() -> None:
             if (arm, point) in done:
                 continue
             folder = args.out / arm
-            trainer = GanTrainer(arm_config(base, arm, points[-1]))
+            trainer = new_trainer(arm)
             spent = 0.0
             if (folder / "training_state.pt").exists():
                 trainer.load(folder)

@@ -22,6 +22,9 @@ class GanTrainingConfig(StrictConfig):
     steps: int = Field(1000, ge=1, description="training steps")
     lr_g: float = Field(0.0025, gt=0, description="generator learning rate")
     lr_d: float = Field(0.002, gt=0, description="discriminator learning rate")
+    finetune_lr_scale: float = Field(
+        0.2, gt=0, le=1, description="both learning rates × this in a fine-tune (train gan --init)"
+    )
     betas: tuple[float, float] = Field((0.0, 0.99), description="Adam betas")
     r1_gamma: float = Field(1.0, ge=0, description="R1 weight (on image and image_raw)")
     r1_interval: int = Field(16, ge=1, description="lazy R1 every N steps")
@@ -29,7 +32,9 @@ class GanTrainingConfig(StrictConfig):
     density_reg_interval: int = Field(4, ge=1, description="density regularisation every N steps")
     density_reg_points: int = Field(1000, ge=1, description="random points per sample")
     density_reg_perturb: float = Field(0.004, gt=0, description="perturbation of those points")
-    blur_sigma: float = Field(10.0, ge=0, description="initial D input blur, pixels")
+    blur_sigma: float = Field(
+        10.0, ge=0, description="initial D input blur, pixels (none in a fine-tune: train gan --init)"
+    )
     blur_fade_kimg: float = Field(200.0, ge=0, description="blur fades out over this many kimg")
     ema_kimg: float = Field(10.0, ge=0, description="G EMA half-life in kimg")
     camera_swap_prob: float = Field(0.5, ge=0, le=1, description="P(mapping sees another camera)")

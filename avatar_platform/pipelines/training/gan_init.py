@@ -124,11 +124,16 @@ def _check_weights(folder: Path) -> None:
 
 def load_init(trainer, folder: Path, parent: str | None = None) -> None:
     """Copy the parent's G, G_ema and D weights into `trainer`; optimiser, step and schedule stay
-    fresh. Records the parent (`trainer.parent`: `parent` as the user named it, else the folder),
+    fresh, at `finetune_lr_scale` × the learning rates (the preset's rates shake a trained
+    parent's colours first: BENCHMARKS.md, the starter's fine-tune). Records the parent (`trainer.parent`: `parent` as the user named it, else the folder),
     which `GanTrainer.save` writes to config.json."""
     folder = Path(folder)
     for attr, name in NETWORKS:
         module = getattr(trainer, attr)
         loaded = type(module).from_pretrained(folder, name).to(trainer.device)
         module.load_state_dict(loaded.state_dict())
+    scale = trainer.config.finetune_lr_scale
+    for optimiser, lr in ((trainer.opt_g, trainer.config.lr_g), (trainer.opt_d, trainer.config.lr_d)):
+        for group in optimiser.param_groups:
+            group["lr"] = lr * scale
     trainer.parent = parent or str(folder)

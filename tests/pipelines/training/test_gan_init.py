@@ -81,6 +81,33 @@ def test_the_parent_is_recorded_in_the_model_folder(parent, tmp_path):
     assert again.parent == "models:/gan@champion"
 
 
+def test_a_fine_tune_does_not_blur_d_again_even_after_a_resume(parent, tmp_path):
+    # the blur steadies a GAN learning from nothing; restarted in a fine-tune it undid the parent
+    config = TINY.model_copy(update={"blur_sigma": 10.0, "blur_fade_kimg": 100.0})
+    assert GanTrainer(config).train_step(_batch())["blur_sigma"] == pytest.approx(10.0, rel=0.01)
+    child = GanTrainer(config)
+    load_init(child, parent, "the-parent")
+    assert child.train_step(_batch())["blur_sigma"] == 0.0
+    child.save(tmp_path)
+    resumed = GanTrainer(config)
+    resumed.load(tmp_path)
+    assert resumed.train_step(_batch())["blur_sigma"] == 0.0
+
+
+def test_a_fine_tune_runs_at_the_scaled_learning_rates_also_after_a_resume(parent, tmp_path):
+    config = TINY.model_copy(update={"finetune_lr_scale": 0.25})
+    child = GanTrainer(config)
+    load_init(child, parent, "the-parent")
+    child.train_step(_batch())
+    rates = lambda t: ([g["lr"] for g in t.opt_g.param_groups], [g["lr"] for g in t.opt_d.param_groups])  # noqa: E731
+    assert rates(child) == ([config.lr_g * 0.25], [config.lr_d * 0.25])
+    child.save(tmp_path)
+    resumed = GanTrainer(config)
+    resumed.load(tmp_path)
+    assert rates(resumed) == rates(child)
+    assert rates(GanTrainer(config)) == ([config.lr_g], [config.lr_d])  # from nothing: the preset's
+
+
 def test_another_architecture_is_refused_naming_the_fields(parent):
     data = TINY.model_dump()
     data["generator"]["triplane_channels"] = 4
