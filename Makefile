@@ -9,7 +9,7 @@ DEMO_PORT ?= 8765
 # the demo's GAN fine-tunes the shipped starter (starter:demo, trained by the same commands for
 # longer: avatar_platform/starters/demo/MODEL_CARD.md) on the freshly generated dataset
 DEMO_INIT ?= starter:demo
-DEMO_FINETUNE_STEPS ?= 200
+DEMO_FINETUNE_STEPS ?= 100
 
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1

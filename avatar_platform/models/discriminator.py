@@ -163,9 +163,11 @@ class DualDiscriminator(nn.Module):
         group = min(self.config.mbstd_group_size, batch)
         while batch % group:
             group -= 1
-        y = x.reshape(group, -1, channels, height, width)
-        y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B / group,)
-        y = y.reshape(-1, 1, 1, 1).repeat(group, 1, height, width)
+        # groups of consecutive samples, so that D judges a micro-batch (gan.memory.micro_batch)
+        # whose size is a multiple of the group exactly as it judges the whole batch
+        y = x.reshape(-1, group, channels, height, width)
+        y = (y.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B / group,)
+        y = y.repeat_interleave(group).reshape(-1, 1, 1, 1).expand(-1, 1, height, width)
         return torch.cat([x, y], dim=1)
 
     def forward(

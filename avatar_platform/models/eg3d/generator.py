@@ -18,7 +18,7 @@ from avatar_platform.models.eg3d.layers import SynthesisNetwork
 from avatar_platform.models.eg3d.mapping import MappingNetwork
 from avatar_platform.models.eg3d.superresolution import SuperResolution
 from avatar_platform.models.eg3d.triplane import sample_from_planes
-from avatar_platform.models.eg3d.volume_renderer import camera_rays, render_rays
+from avatar_platform.models.eg3d.volume_renderer import camera_rays, render_rays, render_rays_checkpointed
 
 CAMERA_DIM = 25
 
@@ -133,8 +133,12 @@ class TriPlaneGenerator(nn.Module):
         neural_rendering_resolution: int | None = None,
         perturb: bool = False,
         generator: torch.Generator | None = None,
+        checkpoint_rays: int | None = None,
+        noise: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> dict:
-        """Render ws at cameras c (B, 25). Returns `image` (B, 3, R, R) in [-1, 1]-ish,
+        """Render ws at cameras c (B, 25); with `checkpoint_rays` the renderer runs under
+        activation checkpointing in chunks of that many rays (training: gan.memory); `noise`:
+        `perturb`'s random numbers drawn beforehand (volume_renderer.ray_noise). Returns `image` (B, 3, R, R) in [-1, 1]-ish,
         `image_raw` (B, 3, r, r), `image_depth` (B, 1, r, r), `opacity` (B, 1, r, r), and with a
         background network `background` (B, 3, R, R), what shows where the volume is empty."""
         cfg = self.config
@@ -142,17 +146,22 @@ class TriPlaneGenerator(nn.Module):
         _check_shape(c, (ws.shape[0], CAMERA_DIM), "camera")
         planes = self.planes(ws)
         origins, dirs = camera_rays(c, res)
-        features, depth, opacity = render_rays(
-            lambda pts: self.field(planes, pts),
-            origins,
-            dirs,
-            depth_samples=cfg.depth_samples,
-            importance_samples=cfg.importance_samples,
-            ray_start=cfg.ray_start,
-            ray_end=cfg.ray_end,
-            perturb=perturb,
-            generator=generator,
-        )
+        sampling = {
+            "depth_samples": cfg.depth_samples,
+            "importance_samples": cfg.importance_samples,
+            "ray_start": cfg.ray_start,
+            "ray_end": cfg.ray_end,
+            "perturb": perturb,
+            "generator": generator,
+            "noise": noise,
+        }
+        field = lambda pts: self.field(planes, pts)  # noqa: E731
+        if checkpoint_rays and torch.is_grad_enabled():
+            features, depth, opacity = render_rays_checkpointed(
+                field, origins, dirs, chunk=checkpoint_rays, **sampling
+            )
+        else:
+            features, depth, opacity = render_rays(field, origins, dirs, **sampling)
         batch = ws.shape[0]
         feature_image = features.transpose(1, 2).reshape(batch, -1, res, res)
         opacity = opacity.transpose(1, 2).reshape(batch, 1, res, res)

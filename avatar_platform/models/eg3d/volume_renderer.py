@@ -7,9 +7,11 @@ Depth samples lie between `ray_start` and `ray_end` along each ray (EG3D: 2.25â€
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 def camera_rays(camera: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,14 +49,16 @@ def stratified_depths(
     device,
     perturb: bool,
     generator: torch.Generator | None = None,
+    offset: torch.Tensor | None = None,
 ):
-    """(B, N, S, 1) depths: S evenly spaced bins, a random point in each when `perturb`."""
+    """(B, N, S, 1) depths: S evenly spaced bins, a random point in each when `perturb` (at
+    `offset` (B, N, S, 1) in [0, 1) when given, else drawn from `generator`)."""
     edges = torch.linspace(ray_start, ray_end, samples + 1, device=device)
     width = (ray_end - ray_start) / samples
-    if perturb:
-        offset = _uniform((batch, rays, samples, 1), device, generator)
-    else:
+    if not perturb:
         offset = torch.full((batch, rays, samples, 1), 0.5, device=device)
+    elif offset is None:
+        offset = _uniform((batch, rays, samples, 1), device, generator)
     return edges[:-1].reshape(1, 1, samples, 1) + offset * width
 
 
@@ -86,8 +90,10 @@ def importance_depths(
     samples: int,
     perturb: bool,
     generator: torch.Generator | None = None,
+    u: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Inverse-CDF samples (B, N, samples, 1) from the coarse weights (B, N, S-1, 1)."""
+    """Inverse-CDF samples (B, N, samples, 1) from the coarse weights (B, N, S-1, 1); when
+    `perturb`, at the quantiles `u` (B, N, samples) when given, else drawn from `generator`."""
     batch, rays = depths.shape[:2]
     mids = ((depths[:, :, 1:] + depths[:, :, :-1]) / 2).reshape(batch * rays, -1)
     w = weights.reshape(batch * rays, -1)[:, 1:-1] + 1e-5  # EG3D smooths the weights
@@ -95,7 +101,9 @@ def importance_depths(
     w = F.avg_pool1d(w[:, None], 2, 1).squeeze(1) + 0.01
     pdf = w / w.sum(dim=-1, keepdim=True)
     cdf = torch.cat([torch.zeros_like(pdf[:, :1]), torch.cumsum(pdf, dim=-1)], dim=-1)
-    if perturb:
+    if perturb and u is not None:
+        u = u.reshape(batch * rays, samples)
+    elif perturb:
         u = _uniform((batch * rays, samples), depths.device, generator)
     else:
         u = torch.linspace(0, 1, samples, device=depths.device).expand(batch * rays, samples)
@@ -125,12 +133,16 @@ def render_rays(
     ray_end: float,
     perturb: bool = False,
     generator: torch.Generator | None = None,
+    noise: tuple[torch.Tensor, torch.Tensor] | None = None,
 ):
     """Render a field along rays. `field(points (B, M, 3)) â†’ (sigma (B, M, 1), rgb (B, M, C))`.
 
+    `noise` = (stratified offsets (B, N, S, 1), importance quantiles (B, N, I)), the random
+    numbers of `perturb` drawn beforehand (`ray_noise`); without it they come from `generator`.
     Returns feature (B, N, C), depth (B, N, 1), opacity (B, N, 1).
     """
     batch, rays = origins.shape[:2]
+    offset, quantiles = noise if noise is not None else (None, None)
 
     def evaluate(depths):
         points = origins[:, :, None] + depths * dirs[:, :, None]
@@ -139,12 +151,12 @@ def render_rays(
         return rgb.reshape(batch, rays, samples, -1), sigma.reshape(batch, rays, samples, 1)
 
     depths = stratified_depths(
-        batch, rays, depth_samples, ray_start, ray_end, origins.device, perturb, generator
+        batch, rays, depth_samples, ray_start, ray_end, origins.device, perturb, generator, offset
     )
     colors, densities = evaluate(depths)
     if importance_samples > 0:
         _, _, weights, _ = composite(colors, densities, depths)
-        fine = importance_depths(depths, weights.detach(), importance_samples, perturb, generator)
+        fine = importance_depths(depths, weights.detach(), importance_samples, perturb, generator, quantiles)
         fine_colors, fine_densities = evaluate(fine)
         depths = torch.cat([depths, fine], dim=2)
         colors = torch.cat([colors, fine_colors], dim=2)
@@ -155,3 +167,45 @@ def render_rays(
         densities = torch.gather(densities, 2, order)
     rgb, depth, _, opacity = composite(colors, densities, depths)
     return rgb, depth, opacity
+
+
+def ray_noise(
+    batch: int, rays: int, depth_samples: int, importance_samples: int, device, generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random numbers `render_rays(perturb=True)` draws, in the order it draws them: the same
+    generator state gives the same samples whether rays are rendered at once or in chunks."""
+    offset = _uniform((batch, rays, depth_samples, 1), device, generator)
+    quantiles = _uniform((batch * rays, importance_samples), device, generator)
+    return offset, quantiles.reshape(batch, rays, importance_samples)
+
+
+def render_rays_checkpointed(
+    field: FieldFn,
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    *,
+    chunk: int,
+    perturb: bool = False,
+    generator: torch.Generator | None = None,
+    noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+    **sampling,
+):
+    """`render_rays` in chunks of `chunk` rays per image under activation checkpointing: the
+    per-sample tensors (points, tri-plane features, the decoder's activations, the compositing
+    weights) of a chunk are dropped after its forward and recomputed in backward, so that the
+    renderer keeps only its inputs and outputs. Same results as `render_rays` for the same
+    generator state (the noise is drawn once, beforehand)."""
+    batch, rays = origins.shape[:2]
+    if not perturb:
+        noise = None
+    elif noise is None:
+        noise = ray_noise(
+            batch, rays, sampling["depth_samples"], sampling["importance_samples"], origins.device, generator
+        )
+    parts = []
+    for start in range(0, rays, chunk):
+        window = slice(start, start + chunk)
+        piece = None if noise is None else (noise[0][:, window], noise[1][:, window])
+        render = partial(render_rays, field, perturb=perturb, noise=piece, **sampling)
+        parts.append(checkpoint(render, origins[:, window], dirs[:, window], use_reentrant=False))
+    return tuple(torch.cat(outputs, dim=1) for outputs in zip(*parts, strict=True))

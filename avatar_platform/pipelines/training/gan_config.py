@@ -13,6 +13,25 @@ from avatar_platform.models.eg3d.generator import GeneratorConfig
 from avatar_platform.pipelines.training.gan_augment import AugmentConfig
 
 
+class MemoryConfig(StrictConfig):
+    """How a training step trades compute for memory (issue #14: the paper preset on 16 GB)."""
+
+    checkpoint_renderer: bool = Field(
+        False,
+        description="activation checkpointing of the renderer (tri-plane sampling, decoder, "
+        "compositing): recomputed in backward, ray_chunk rays at a time",
+    )
+    ray_chunk: int = Field(
+        4096, ge=1, description="rays per image in one checkpointed chunk (checkpoint_renderer)"
+    )
+    micro_batch: int = Field(
+        0,
+        ge=0,
+        description="images per forward pass, gradients accumulated over the worker's batch "
+        "(EG3D's --batch-gpu); 0 = the whole per-worker batch at once",
+    )
+
+
 class GanTrainingConfig(StrictConfig):
     """Networks, losses and schedule of the GAN (EG3D's values by default, docs/method.md §2)."""
 
@@ -48,6 +67,9 @@ class GanTrainingConfig(StrictConfig):
         default_factory=AugmentConfig, description="D augmentation (translation, cutout, colour)"
     )
     mixed_precision: bool = Field(True, description="bf16 autocast on CUDA")
+    memory: MemoryConfig = Field(
+        default_factory=MemoryConfig, description="memory against compute (checkpointing)"
+    )
     seed: int = Field(0, ge=0, description="training seed")
     workers: int = Field(1, ge=1, description="Ray Train workers (DDP)")
     use_gpu: bool | None = Field(None, description="None = when the cluster has GPUs")
@@ -68,6 +90,13 @@ class GanTrainingConfig(StrictConfig):
             )
         if self.batch_size % self.workers:
             raise ValueError(f"batch_size {self.batch_size} must divide by workers {self.workers}")
+        per_worker, micro = self.batch_size // self.workers, self.memory.micro_batch
+        if micro and per_worker % micro:
+            raise ValueError(
+                f"memory.micro_batch {micro} must divide the per-worker batch {per_worker} "
+                f"(batch_size {self.batch_size} / workers {self.workers}): use a divisor of "
+                f"{per_worker}, or 0 for the whole batch at once"
+            )
         return self
 
 

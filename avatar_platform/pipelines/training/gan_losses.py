@@ -66,15 +66,24 @@ def density_l1(
     points: int,
     perturb: float,
     generator: torch.Generator | None = None,
+    where: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """EG3D's density regularisation: L1 between densities at random points and perturbed
-    copies, which smooths the density field."""
-    batch = ws.shape[0]
-    p = (torch.rand(batch, points, 3, generator=generator) * 2 - 1) * (box_warp / 2)
-    p = p.to(ws.device)
-    q = p + torch.randn(p.shape, generator=generator).to(ws.device) * perturb
-    sigma = density_fn(ws, torch.cat([p, q], dim=1))
+    copies, which smooths the density field. `where`: those point pairs (B, 2·points, 3), drawn
+    beforehand by `density_points`; else drawn from `generator`."""
+    if where is None:
+        where = density_points(ws.shape[0], points, box_warp, perturb, generator)
+    sigma = density_fn(ws, where.to(ws.device))
     return (sigma[:, :points] - sigma[:, points:]).abs().mean()
+
+
+def density_points(
+    batch: int, points: int, box_warp: float, perturb: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """(B, 2·points, 3): random points in the box, then a perturbed copy of each."""
+    p = (torch.rand(batch, points, 3, generator=generator) * 2 - 1) * (box_warp / 2)
+    q = p + torch.randn(p.shape, generator=generator) * perturb
+    return torch.cat([p, q], dim=1)
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ from avatar_platform.models.checkpoint import check_format_version
 from avatar_platform.models.discriminator import DualDiscriminator, pose_label
 from avatar_platform.models.eg3d.background import resize
 from avatar_platform.models.eg3d.generator import TriPlaneGenerator
+from avatar_platform.models.eg3d.volume_renderer import ray_noise
 from avatar_platform.pipelines.training.gan_augment import adjust_p, augment
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
 from avatar_platform.pipelines.training.gan_losses import (
@@ -28,6 +29,7 @@ from avatar_platform.pipelines.training.gan_losses import (
     blur,
     blur_sigma,
     density_l1,
+    density_points,
     downsample,
     ema_beta,
     ema_update,
@@ -138,59 +140,106 @@ class GanTrainer:
         def fake_mask(out: dict) -> torch.Tensor | None:
             return out["opacity"] * 2 - 1 if real_mask is not None else None
 
+        # memory.micro_batch: forward and backward a slice at a time, gradients accumulated
+        # (each slice's loss weighted by its share of the batch). The ray and density noise is
+        # drawn for the whole batch beforehand, so the slices see what one pass would have seen;
+        # ADA's augmentations are drawn slice by slice (the same distribution)
+        micro = cfg.memory.micro_batch or n
+        slices = [slice(i, min(i + micro, n)) for i in range(0, n, micro)]
+        shares = [(part.stop - part.start) / n for part in slices]
+        gen = cfg.generator
+        chunk = cfg.memory.ray_chunk if cfg.memory.checkpoint_renderer else None
+        noise = ray_noise(
+            n,
+            gen.neural_rendering_resolution**2,
+            gen.depth_samples,
+            gen.importance_samples,
+            self.device,
+            self.rng,
+        )
+
         # -- G: fool D ------------------------------------------------------------------------
         self.D.requires_grad_(False)
-        with self._amp():
-            ws = self.G.map(z, c_map)
-            fake = self.G.synthesis(ws, c_gen, perturb=True, generator=self.rng)
-            inputs = self._d_inputs(fake["image"], fake["image_raw"], fake_mask(fake), sigma)
-            logits = self.D(*inputs[:2], label_fake, inputs[2])
-            loss_g = F.softplus(-logits).float().mean()
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        if cfg.density_reg > 0 and self.step % cfg.density_reg_interval == 0:
+        loss_g = torch.zeros((), device=self.device)
+        fakes, ws_seen = [], []
+        for part, share in zip(slices, shares, strict=True):
             with self._amp():
-                ws_reg = self.G.map(z, c_map)
-                loss_density = density_l1(
-                    self.G.density,
-                    ws_reg,
-                    cfg.generator.box_warp,
-                    cfg.density_reg_points,
-                    cfg.density_reg_perturb,
-                    self.rng,
+                ws = self.G.map(z[part], c_map[part])
+                fake = self.G.synthesis(
+                    ws,
+                    c_gen[part],
+                    perturb=True,
+                    generator=self.rng,
+                    checkpoint_rays=chunk,
+                    noise=(noise[0][part], noise[1][part]),
                 )
-            (loss_density.float() * cfg.density_reg * cfg.density_reg_interval).backward()
-            metrics["loss/density_reg"] = float(loss_density.detach())
+                inputs = self._d_inputs(fake["image"], fake["image_raw"], fake_mask(fake), sigma)
+                logits = self.D(*inputs[:2], label_fake[part], inputs[2])
+                loss = F.softplus(-logits).float().mean()
+            (loss * share).backward()
+            loss_g += loss.detach() * share
+            fakes.append({k: v.detach() for k, v in fake.items()})
+            ws_seen.append(ws.detach())
+        if cfg.density_reg > 0 and self.step % cfg.density_reg_interval == 0:
+            where = density_points(n, cfg.density_reg_points, gen.box_warp, cfg.density_reg_perturb, self.rng)
+            loss_density = torch.zeros((), device=self.device)
+            for part, share in zip(slices, shares, strict=True):
+                with self._amp():
+                    ws_reg = self.G.map(z[part], c_map[part])
+                    loss = density_l1(
+                        self.G.density,
+                        ws_reg,
+                        gen.box_warp,
+                        cfg.density_reg_points,
+                        cfg.density_reg_perturb,
+                        where=where[part],
+                    )
+                (loss.float() * cfg.density_reg * cfg.density_reg_interval * share).backward()
+                loss_density += loss.detach().float() * share
+            metrics["loss/density_reg"] = float(loss_density)
         average_gradients(self.G, self.world_size)
         self.opt_g.step()
-        self.G.mapping.update_w_avg(ws.detach().float())
+        self.G.mapping.update_w_avg(torch.cat(ws_seen).float())
         self.D.requires_grad_(True)
 
         # -- D: real vs fake ------------------------------------------------------------------
-        real_raw = downsample(real, cfg.generator.neural_rendering_resolution)
+        real_raw = downsample(real, gen.neural_rendering_resolution)
         label_real = self._label(yaw, pitch, camera)
-        detached = {k: v.detach() for k, v in fake.items()}
-        fake_inputs = self._d_inputs(detached["image"], detached["image_raw"], fake_mask(detached), sigma)
+        detached = {k: torch.cat([f[k] for f in fakes]) for k in fakes[0]}
         r1_due = cfg.r1_gamma > 0 and self.step % cfg.r1_interval == 0
-        # R1 is taken with respect to D's inputs before blur and augmentation (EG3D, ADA)
-        real_parts = [real, real_raw] + ([real_mask] if real_mask is not None else [])
-        if r1_due:
-            real_parts = [x.detach().requires_grad_(True) for x in real_parts]
-        with self._amp():
-            logits_fake = self.D(*fake_inputs[:2], label_fake, fake_inputs[2])
-            real_inputs = self._d_inputs(
-                real_parts[0], real_parts[1], real_parts[2] if real_mask is not None else None, sigma
-            )
-            logits_real = self.D(*real_inputs[:2], label_real, real_inputs[2])
-            loss_d = F.softplus(logits_fake).float().mean() + F.softplus(-logits_real).float().mean()
         self.opt_d.zero_grad(set_to_none=True)
+        loss_d = torch.zeros((), device=self.device)
+        penalty_sum = torch.zeros((), device=self.device)
+        all_fake, all_real = [], []
+        for part, share in zip(slices, shares, strict=True):
+            fake_part = {k: v[part] for k, v in detached.items()}
+            fake_inputs = self._d_inputs(
+                fake_part["image"], fake_part["image_raw"], fake_mask(fake_part), sigma
+            )
+            # R1 is taken with respect to D's inputs before blur and augmentation (EG3D, ADA)
+            real_parts = [real[part], real_raw[part]] + ([real_mask[part]] if real_mask is not None else [])
+            if r1_due:
+                real_parts = [x.detach().requires_grad_(True) for x in real_parts]
+            with self._amp():
+                logits_fake = self.D(*fake_inputs[:2], label_fake[part], fake_inputs[2])
+                real_inputs = self._d_inputs(
+                    real_parts[0], real_parts[1], real_parts[2] if real_mask is not None else None, sigma
+                )
+                logits_real = self.D(*real_inputs[:2], label_real[part], real_inputs[2])
+                loss = F.softplus(logits_fake).float().mean() + F.softplus(-logits_real).float().mean()
+            total = loss
+            if r1_due:
+                penalty = r1_penalty(logits_real, real_parts).mean()
+                total = loss + penalty * (cfg.r1_gamma / 2) * cfg.r1_interval
+                penalty_sum += penalty.detach() * share
+            (total * share).backward()
+            loss_d += loss.detach() * share
+            all_fake.append(logits_fake.detach())
+            all_real.append(logits_real.detach())
         if r1_due:
-            penalty = r1_penalty(logits_real, real_parts).mean()
-            loss_d_total = loss_d + penalty * (cfg.r1_gamma / 2) * cfg.r1_interval
-            metrics["loss/r1"] = float(penalty.detach())
-        else:
-            loss_d_total = loss_d
-        loss_d_total.backward()
+            metrics["loss/r1"] = float(penalty_sum)
+        logits_fake, logits_real = torch.cat(all_fake), torch.cat(all_real)
         average_gradients(self.D, self.world_size)
         self.opt_d.step()
         self._adapt_augment(logits_real)

@@ -20,25 +20,12 @@ from avatar_platform.pipelines.training.gan_trainer import GanTrainer
 TINY = resolve_config(GanTrainingConfig, "gan", "tiny")
 
 
-def _batch(n: int = 4) -> dict:
-    size = TINY.generator.img_resolution
-    yaws = [0.0, 90.0, 180.0, -90.0][:n]
-    cams = np.stack([camera_from_angles(y, 0.0, CameraConfig()) for y in yaws])
-    g = torch.Generator().manual_seed(0)
-    return {
-        "image": torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8),
-        "yaw": torch.tensor(yaws),
-        "pitch": torch.zeros(n),
-        "camera": torch.tensor(cams).float(),
-    }
-
-
 @pytest.fixture(scope="module")
-def parent(tmp_path_factory):
+def parent(tmp_path_factory, gan_batch):
     """A tiny GAN trained for 2 steps (so that its weights differ from a fresh one's)."""
     trainer = GanTrainer(TINY.model_copy(update={"seed": 7}))
     for _ in range(2):
-        trainer.train_step(_batch())
+        trainer.train_step(gan_batch())
     folder = tmp_path_factory.mktemp("parent")
     trainer.save(folder)
     return folder
@@ -51,7 +38,7 @@ def _render(generator) -> torch.Tensor:
         return generator(z, cams)["image"]
 
 
-def test_init_copies_the_parents_weights_exactly_with_a_fresh_optimiser(parent):
+def test_init_copies_the_parents_weights_exactly_with_a_fresh_optimiser(parent, gan_batch):
     child = GanTrainer(TINY)  # seed 0: other initial weights than the parent's
     reference = GanTrainer(TINY.model_copy(update={"seed": 7}))
     reference.load(parent)
@@ -67,7 +54,7 @@ def test_init_copies_the_parents_weights_exactly_with_a_fresh_optimiser(parent):
     assert torch.equal(_render(child.G_ema), _render(reference.G_ema))
     assert child.step == 0 and not child.opt_g.state and not child.opt_d.state
     # the first step starts from the parent's outputs and trains on
-    child.train_step(_batch())
+    child.train_step(gan_batch())
     assert child.step == 1 and child.opt_g.state
 
 
@@ -81,24 +68,24 @@ def test_the_parent_is_recorded_in_the_model_folder(parent, tmp_path):
     assert again.parent == "models:/gan@champion"
 
 
-def test_a_fine_tune_does_not_blur_d_again_even_after_a_resume(parent, tmp_path):
+def test_a_fine_tune_does_not_blur_d_again_even_after_a_resume(parent, tmp_path, gan_batch):
     # the blur steadies a GAN learning from nothing; restarted in a fine-tune it undid the parent
     config = TINY.model_copy(update={"blur_sigma": 10.0, "blur_fade_kimg": 100.0})
-    assert GanTrainer(config).train_step(_batch())["blur_sigma"] == pytest.approx(10.0, rel=0.01)
+    assert GanTrainer(config).train_step(gan_batch())["blur_sigma"] == pytest.approx(10.0, rel=0.01)
     child = GanTrainer(config)
     load_init(child, parent, "the-parent")
-    assert child.train_step(_batch())["blur_sigma"] == 0.0
+    assert child.train_step(gan_batch())["blur_sigma"] == 0.0
     child.save(tmp_path)
     resumed = GanTrainer(config)
     resumed.load(tmp_path)
-    assert resumed.train_step(_batch())["blur_sigma"] == 0.0
+    assert resumed.train_step(gan_batch())["blur_sigma"] == 0.0
 
 
-def test_a_fine_tune_runs_at_the_scaled_learning_rates_also_after_a_resume(parent, tmp_path):
+def test_a_fine_tune_runs_at_the_scaled_learning_rates_also_after_a_resume(parent, tmp_path, gan_batch):
     config = TINY.model_copy(update={"finetune_lr_scale": 0.25})
     child = GanTrainer(config)
     load_init(child, parent, "the-parent")
-    child.train_step(_batch())
+    child.train_step(gan_batch())
     rates = lambda t: ([g["lr"] for g in t.opt_g.param_groups], [g["lr"] for g in t.opt_d.param_groups])  # noqa: E731
     assert rates(child) == ([config.lr_g * 0.25], [config.lr_d * 0.25])
     child.save(tmp_path)
