@@ -85,7 +85,9 @@ class Ledger:
         if alias is not None and alias[1]() is not None:  # the stand-in of a saved tensor
             seen = alias
         elif seen is None or seen[1]() is None:
-            self.seen[address] = seen = (self.generation, weakref.ref(tensor))
+            # the tensor that owns the storage: alive while any view of it is
+            owner = tensor._base if tensor._base is not None else tensor
+            self.seen[address] = seen = (self.generation, weakref.ref(owner))
             self.generation += 1
         key = seen[0]
         size = storage.nbytes()
@@ -216,7 +218,7 @@ def settings(preset: str, overrides: list[str], batch: int):
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
     # one worker's step: `batch` images per GPU; R1 and density regularisation are both due
-    data.update(batch_size=batch, r1_interval=1, density_reg_interval=1)
+    data.update(batch_size=batch, workers=1, r1_interval=1, density_reg_interval=1)
     return GanTrainingConfig.model_validate(data)
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from avatar_platform.core.config import StrictConfig
 from avatar_platform.models.checkpoint import load_module, save_module
@@ -137,6 +138,9 @@ class DualDiscriminator(nn.Module):
     def __init__(self, config: DiscriminatorConfig):
         super().__init__()
         self.config = config
+        # activation checkpointing of the residual blocks: a training-time memory setting
+        # (gan.memory.checkpoint_discriminator), not part of the saved model
+        self.checkpoint_blocks = False
         res = config.img_resolution
         if res & (res - 1):
             raise ValueError(f"img_resolution must be a power of two, got {res}")
@@ -193,7 +197,10 @@ class DualDiscriminator(nn.Module):
             inputs.append(_to_size(mask, res))
         x = self.from_rgb(torch.cat(inputs, dim=1))
         for block in self.blocks:
-            x = block(x)
+            if self.checkpoint_blocks and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)  # R1's double backward goes through
+            else:
+                x = block(x)
         x = self.conv(self._minibatch_std(x))
         x = self.out(self.fc(x.flatten(1)))
         if self.label_mapping is None:

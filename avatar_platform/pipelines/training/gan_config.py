@@ -22,7 +22,17 @@ class MemoryConfig(StrictConfig):
         "compositing): recomputed in backward, ray_chunk rays at a time",
     )
     ray_chunk: int = Field(
-        4096, ge=1, description="rays per image in one checkpointed chunk (checkpoint_renderer)"
+        1024, ge=1, description="rays per image in one checkpointed chunk (checkpoint_renderer)"
+    )
+    checkpoint_discriminator: bool = Field(
+        False,
+        description="activation checkpointing of D's residual blocks (recomputed in backward, "
+        "R1's double backward included)",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the tri-plane decoder and the synthesis network (speed; "
+        "the first steps pay the compilation)",
     )
     micro_batch: int = Field(
         0,

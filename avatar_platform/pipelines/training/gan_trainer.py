@@ -55,7 +55,11 @@ class GanTrainer:
         torch.manual_seed(config.seed)  # the same initial weights on every worker
         self.G = TriPlaneGenerator(config.generator).to(self.device)
         self.D = DualDiscriminator(config.discriminator).to(self.device)
+        self.D.checkpoint_blocks = config.memory.checkpoint_discriminator
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        if config.memory.compile:  # in place: the weights keep their names on disk
+            self.G.decoder.compile()
+            self.G.backbone.compile()
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=config.betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=config.betas)
         self.step = 0

@@ -103,3 +103,31 @@ def test_a_micro_batch_that_does_not_divide_the_workers_batch_is_refused():
     data = {**TINY.model_dump(), "batch_size": 8, "workers": 2, "memory": {"micro_batch": 3}}
     with pytest.raises(ValueError, match="micro_batch 3 must divide the per-worker batch 4"):
         GanTrainingConfig.model_validate(data)
+
+
+def test_a_checkpointed_discriminator_gives_the_same_step_r1_included(gan_batch):
+    data = {**TINY.model_dump(), "r1_interval": 1}
+    plain = GanTrainer(GanTrainingConfig.model_validate(data))
+    data["memory"] = {"checkpoint_discriminator": True, "checkpoint_renderer": True, "ray_chunk": 100}
+    saving = GanTrainer(GanTrainingConfig.model_validate(data))
+    assert saving.D.checkpoint_blocks and not plain.D.checkpoint_blocks
+    a, b = plain.train_step(gan_batch()), saving.train_step(gan_batch())
+    assert b["loss/r1"] == pytest.approx(a["loss/r1"], rel=1e-4)
+    for name in ("G", "D"):
+        for p, q in zip(getattr(plain, name).parameters(), getattr(saving, name).parameters(), strict=True):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow  # ~75 s of inductor compilation on 2 cores: `pytest -m slow`
+def test_the_compiled_decoder_and_synthesis_train_as_eager(gan_batch, tmp_path):
+    plain = GanTrainer(TINY)
+    compiled = GanTrainer(_memory(compile=True))
+    a, b = plain.train_step(gan_batch()), compiled.train_step(gan_batch())
+    assert b["loss/G"] == pytest.approx(a["loss/G"], rel=1e-4)
+    for p, q in zip(plain.G.parameters(), compiled.G.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
+    compiled.save(tmp_path)  # the weights keep their names: the folder loads as any other
+    again = GanTrainer(TINY)
+    again.load(tmp_path)
+    for p, q in zip(again.G.state_dict().values(), compiled.G.state_dict().values(), strict=True):
+        assert torch.equal(p, q)
