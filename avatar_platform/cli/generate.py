@@ -35,6 +35,11 @@ def generate(
     pose_noise: float | None = typer.Option(
         None, help="procedural: share of side/back images rendered at a perturbed yaw"
     ),
+    pose_noise_mode: str | None = typer.Option(
+        None,
+        help="procedural: jitter (up to pose_noise_degrees off) or flip (rendered from the "
+        "front-back mirrored yaw: a face where the back should be)",
+    ),
     template_mesh: Path | None = typer.Option(
         None, help="a GLB/OBJ/PLY bust used for every avatar (with <mesh>.landmarks.json)"
     ),
@@ -105,7 +110,7 @@ def generate(
         "template_mesh": str(user_path(template_mesh)) if template_mesh else None,
         "template_landmarks": str(user_path(template_landmarks)) if template_landmarks else None,
         "template_normalize": template_normalize,
-        "procedural": {"pose_noise": pose_noise},
+        "procedural": {"pose_noise": pose_noise, "pose_noise_mode": pose_noise_mode},
         "controlnet": {
             "sd_model": user_source(sd_model),
             "openpose_controlnet": user_source(openpose_controlnet),

@@ -143,6 +143,7 @@ def _user_mesh(tmp_path, landmarks: dict | None):
         (["--backend", "controlnet", "--sd-model", "/no/such/sd"], "'/no/such/sd' does not exist"),
         (["--backend", "controlnet", "--sd-model", "someone/sd-model"], "hub is offline"),
         (["--backend", "controlnet", "--guidance", "canny"], "'generate.controlnet.guidance'"),
+        (["--pose-noise-mode", "sideways"], "Input should be 'jitter' or 'flip'"),
         (["--ray-address", "127.0.0.1:1"], "no Ray cluster answers at '127.0.0.1:1'"),
         (["--ray-address", "ray://nowhere"], "is not a Ray cluster address"),
     ],

@@ -8,6 +8,8 @@ known truth (the truth is kept in the `true_yaw` / `true_pitch` columns).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from pydantic import Field
 
@@ -45,6 +47,14 @@ class ProceduralBackendConfig(StrictConfig):
     )
     confident_yaw: float = Field(
         45.0, ge=0.0, le=180.0, description="views with |yaw| below this are never perturbed"
+    )
+    # last, so that a dataset planned before it keeps its config hash (job.config_hash)
+    pose_noise_mode: Literal["jitter", "flip"] = Field(
+        "jitter",
+        description="jitter: each side/back view, with probability pose_noise, is rendered up to "
+        "pose_noise_degrees off; flip: exactly the share pose_noise of the side/back views is "
+        "rendered from the front-back mirrored yaw (180° − yaw), a face painted where the back "
+        "should be, ControlNet's typical failure. The label keeps the planned camera in both",
     )
 
 
@@ -211,8 +221,25 @@ class ProceduralBackend:
 
 
 def perturbed_yaw(yaw: float, rng: np.random.Generator, config: ProceduralBackendConfig) -> float:
-    """The yaw actually rendered for a planned `yaw` (docs/method.md §3's misalignment, simulated)."""
+    """The yaw actually rendered for a planned `yaw` in jitter mode (docs/method.md §3's
+    misalignment, simulated); flip mode is chosen over the whole plan (`flipped_views`)."""
+    if config.pose_noise_mode != "jitter":
+        return float(yaw)
     if abs(yaw) < config.confident_yaw or rng.uniform() >= config.pose_noise:
         return float(yaw)
     out = yaw + rng.uniform(-config.pose_noise_degrees, config.pose_noise_degrees)
     return float((out + 180.0) % 360.0 - 180.0)
+
+
+def mirrored_yaw(yaw: float) -> float:
+    """The front-back mirror of a yaw: 180° becomes 0° (the face), 120° becomes 60°."""
+    return float((180.0 - yaw + 180.0) % 360.0 - 180.0)
+
+
+def flipped_views(yaws: np.ndarray, config: ProceduralBackendConfig, seed: int) -> np.ndarray:
+    """Flip mode: the indices of exactly round(pose_noise × n) of the n non-confident views
+    (|yaw| ≥ confident_yaw), drawn from `seed` (the same plan → the same views)."""
+    candidates = np.flatnonzero(np.abs(yaws) >= config.confident_yaw)
+    count = int(round(config.pose_noise * len(candidates)))
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(candidates, size=count, replace=False)) if count else candidates[:0]

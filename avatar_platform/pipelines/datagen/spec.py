@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.controlnet_backend import lora_token
-from avatar_platform.pipelines.datagen.procedural_backend import perturbed_yaw
+from avatar_platform.pipelines.datagen.procedural_backend import flipped_views, mirrored_yaw, perturbed_yaw
 from avatar_platform.pipelines.poses.camera import camera_from_angles, sample_view_angles
 from avatar_platform.pipelines.poses.template import BustParams
 from avatar_platform.pipelines.poses.view_bins import coarse_view_bin
@@ -69,6 +69,9 @@ def plan(config: GenerateConfig) -> pa.Table:
             }
             for name, value in row.items():
                 columns[name].append(value)
+    if config.backend == "procedural" and config.procedural.pose_noise_mode == "flip":
+        for i in flipped_views(np.array(columns["yaw"]), config.procedural, _seed(config.seed, 3)):
+            columns["true_yaw"][i] = mirrored_yaw(columns["yaw"][i])
     return pa.table(columns, schema=SPEC_SCHEMA)
 
 

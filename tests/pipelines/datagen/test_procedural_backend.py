@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import trimesh
 
 from avatar_platform.core.config import resolve_config
@@ -13,6 +14,7 @@ from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.procedural_backend import (
     ProceduralBackend,
     ProceduralBackendConfig,
+    mirrored_yaw,
     perturbed_yaw,
 )
 from avatar_platform.pipelines.datagen.spec import plan
@@ -73,6 +75,40 @@ def test_the_plan_keeps_the_planned_camera_and_records_the_rendered_yaw():
     clean = plan(noisy.model_copy(update={"procedural": ProceduralBackendConfig()})).to_pylist()
     assert [r["camera"] for r in clean] == [r["camera"] for r in spec]  # labels unchanged
     assert all(r["true_yaw"] == r["yaw"] for r in clean)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 0.5, 1.0])
+def test_flip_mode_flips_exactly_the_asked_share_of_the_unconfident_views(share):
+    config = resolve_config(
+        GenerateConfig,
+        "generate",
+        "tiny",
+        overrides={"num_images": 200, "procedural": {"pose_noise": share, "pose_noise_mode": "flip"}},
+    )
+    spec = plan(config).to_pylist()
+    unconfident = [r for r in spec if abs(r["yaw"]) >= 45.0]
+    assert len(unconfident) > 40
+    assert all(abs(abs(r["yaw"]) - 90.0) > 1e-3 for r in unconfident)  # a mirrored profile is itself
+    flipped = [r for r in spec if r["true_yaw"] != r["yaw"]]
+    assert len(flipped) == round(share * len(unconfident))
+    for r in flipped:  # rendered from the front-back mirror, labelled with the planned camera
+        assert abs(r["yaw"]) >= 45.0
+        assert r["true_yaw"] == pytest.approx(mirrored_yaw(r["yaw"]), abs=1e-4)
+        if abs(r["yaw"]) > 135.0:  # a back view shows the face
+            assert abs(r["true_yaw"]) < 45.0
+    assert plan(config).equals(plan(config))  # the same views every time
+    assert mirrored_yaw(180.0) == 0.0 and mirrored_yaw(120.0) == 60.0 and mirrored_yaw(-150.0) == -30.0
+
+
+def test_the_default_mode_keeps_the_config_hash_of_datasets_planned_before_flip_mode():
+    from avatar_platform.pipelines.datagen.job import config_hash
+
+    demo = resolve_config(GenerateConfig, "generate", "demo")
+    assert config_hash(demo) == "f87a6ba66c0e13ba"  # the demo dataset of the starter's card
+    flip = demo.model_copy(
+        update={"procedural": demo.procedural.model_copy(update={"pose_noise_mode": "flip"})}
+    )
+    assert config_hash(flip) != config_hash(demo)
 
 
 def test_plan_is_deterministic_and_unique():
