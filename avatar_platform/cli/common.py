@@ -14,6 +14,12 @@ PRESET_HELP = f"named preset: {' | '.join(PRESETS)}"
 WORKERS = typer.Option(None, help="Ray Train workers (one GPU each on GPUs)")
 RESUME = typer.Option(False, help="continue the stopped run in --out")
 RAY_ADDRESS = typer.Option(None, help="join this Ray cluster (or RAY_ADDRESS)")
+GPUS = typer.Option(
+    None,
+    help="auto (GPUs when the cluster has them) | required (wait --gpu-wait s for them, never the "
+    "CPU) | none",
+)
+GPU_WAIT = typer.Option(None, help="seconds --gpus required waits for GPU nodes (default 300)")
 TRACK = typer.Option(True, help="record the run in MLflow")
 DRY_RUN = typer.Option(False, "--dry-run", help="print the resolved config and exit")
 

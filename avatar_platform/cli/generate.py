@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from avatar_platform.cli.common import PRESET_HELP, echo_err, parse_choice_list
+from avatar_platform.cli.common import GPU_WAIT, GPUS, PRESET_HELP, echo_err, parse_choice_list
 
 BACKEND_PANEL = "controlnet backend"
 
@@ -35,6 +35,8 @@ def generate(
     pose_noise: float | None = typer.Option(
         None, help="procedural: share of side/back images rendered at a perturbed yaw"
     ),
+    gpus: str | None = GPUS,
+    gpu_wait: float | None = GPU_WAIT,
     pose_noise_mode: str | None = typer.Option(
         None,
         help="procedural: jitter (up to pose_noise_degrees off) or flip (rendered from the "
@@ -106,6 +108,8 @@ def generate(
         "resolution": resolution,
         "seed": seed,
         "workers": workers,
+        "gpus": gpus,
+        "gpu_wait_s": gpu_wait,
         # absolute: Ray's tasks, which read them, run in other working folders
         "template_mesh": str(user_path(template_mesh)) if template_mesh else None,
         "template_landmarks": str(user_path(template_landmarks)) if template_landmarks else None,

@@ -8,7 +8,17 @@ from pathlib import Path
 
 import typer
 
-from avatar_platform.cli.common import DRY_RUN, PRESET_HELP, RAY_ADDRESS, RESUME, TRACK, WORKERS, echo_err
+from avatar_platform.cli.common import (
+    DRY_RUN,
+    GPU_WAIT,
+    GPUS,
+    PRESET_HELP,
+    RAY_ADDRESS,
+    RESUME,
+    TRACK,
+    WORKERS,
+    echo_err,
+)
 
 app = typer.Typer(help="Train the models (Ray Train, tracked in MLflow).", no_args_is_help=True)
 
@@ -34,6 +44,8 @@ def gan(
         "starter:demo) with a fresh optimiser and schedule: fine-tuning",
     ),
     ray_address: str | None = RAY_ADDRESS,
+    gpus: str | None = GPUS,
+    gpu_wait: float | None = GPU_WAIT,
     track: bool = TRACK,
     dry_run: bool = DRY_RUN,
 ) -> None:
@@ -51,6 +63,8 @@ def gan(
         "steps": steps,
         "batch_size": batch_size,
         "workers": workers,
+        "gpus": gpus,
+        "gpu_wait_s": gpu_wait,
         "discriminator": {"conditioning": {"mode": discriminator}},
     }
     cfg = resolve_config(GanTrainingConfig, "gan", preset, config, overrides)
@@ -98,6 +112,8 @@ def diffusion(
     out: Path | None = typer.Option(None, help="output folder (default: $AVATAR_HOME/runs/diffusion-<time>)"),
     resume: bool = RESUME,
     ray_address: str | None = RAY_ADDRESS,
+    gpus: str | None = GPUS,
+    gpu_wait: float | None = GPU_WAIT,
     track: bool = TRACK,
     dry_run: bool = DRY_RUN,
 ) -> None:
@@ -113,6 +129,8 @@ def diffusion(
         "steps": steps,
         "batch_size": batch_size,
         "workers": workers,
+        "gpus": gpus,
+        "gpu_wait_s": gpu_wait,
         "encoder": {"kind": encoder, "clip_model": clip_model},
     }
     cfg = resolve_config(DiffusionTrainingConfig, "diffusion", preset, config, overrides)
@@ -161,6 +179,8 @@ def lora(
     out: Path | None = typer.Option(None, help="output folder (default: $AVATAR_HOME/runs/lora-<time>)"),
     resume: bool = RESUME,
     ray_address: str | None = RAY_ADDRESS,
+    gpus: str | None = GPUS,
+    gpu_wait: float | None = GPU_WAIT,
     track: bool = TRACK,
     dry_run: bool = DRY_RUN,
 ) -> None:
@@ -182,6 +202,8 @@ def lora(
         "lr": lr,
         "train_text_encoder": train_text_encoder,
         "workers": workers,
+        "gpus": gpus,
+        "gpu_wait_s": gpu_wait,
     }
     cfg = resolve_config(LoraTrainingConfig, "lora", preset, config, overrides)
     images = user_path(images)

@@ -161,3 +161,46 @@ def require_resources(workers: int, per_worker: dict[str, float], what: str = "w
                 expected=f"--workers × per-worker {unit}s within the cluster's resources",
                 fix=f"pass --workers {fit} or add nodes" if fit else f"use a cluster with {unit}s",
             )
+
+
+GPU_MODES = ("auto", "required", "none")
+
+
+def gpus_to_use(mode: str, needed: float, wait_s: float, what: str, poll_s: float = 1.0) -> bool:
+    """Whether a job runs on GPUs. `auto`: when the cluster has GPUs now; `none`: never;
+    `required`: wait up to `wait_s` seconds for `needed` GPUs (asking an autoscaler for them),
+    then one clear error. `required` never falls back to the CPU."""
+    import time
+
+    import ray
+
+    if mode not in GPU_MODES:
+        raise AvatarPlatformError(
+            f"unknown GPU mode {mode!r}",
+            expected=" | ".join(GPU_MODES),
+            fix="pass --gpus auto, required or none",
+        )
+    if mode == "none":
+        return False
+    if mode == "auto":
+        return ray.cluster_resources().get("GPU", 0) > 0
+    try:  # an autoscaling cluster starts GPU nodes for the request; elsewhere this is a no-op
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[{"GPU": 1}] * max(int(needed), 1))
+    except Exception:  # noqa: BLE001 - no autoscaler: only the wait below matters
+        pass
+    deadline = time.monotonic() + wait_s
+    while True:
+        have = ray.cluster_resources().get("GPU", 0)
+        if have >= needed:
+            return True
+        if time.monotonic() >= deadline:
+            raise AvatarPlatformError(
+                f"{what} need {needed:g} GPUs (--gpus required) but the Ray cluster has {have:g} "
+                f"after waiting {wait_s:g} s",
+                expected="GPU nodes in the cluster, or an autoscaler that can start them",
+                fix="add GPU nodes (or raise the GPU group's max_workers), wait longer with "
+                "--gpu-wait SECONDS, or pass --gpus auto to run where there are none",
+            )
+        time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))

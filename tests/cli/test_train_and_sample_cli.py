@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -318,3 +319,24 @@ def test_train_diffusion_dry_run_and_bad_generator(capsys, tmp_path):
         capsys, "train", "diffusion", "--generator", str(tmp_path), "--preset", "tiny", "--encoder", "vit"
     )
     assert code == 2 and "encoder.kind" in err
+
+
+def test_gpus_required_on_a_cpu_only_cluster_fails_within_its_bound(capsys, ray_session, tmp_path):
+    data, out = _fake_dataset(tmp_path / "ds"), tmp_path / "run"
+    args = ["--data", str(data), "--preset", "tiny", "--out", str(out), "--no-track"]
+    started = time.monotonic()
+    code, _, err = _run(capsys, "train", "gan", *args, "--gpus", "required", "--gpu-wait", "2")
+    waited = time.monotonic() - started
+    assert code == 2 and "need 1 GPUs (--gpus required) but the Ray cluster has 0 after waiting 2 s" in err, (
+        err
+    )
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "--gpus auto" in errors[0]
+    assert 2.0 <= waited < 30.0  # it waited its bound, then stopped: no CPU fallback
+    assert not (out / "model").exists()
+    # a procedural dataset has no GPU work: required is refused before anything is planned
+    code, _, err = _run(
+        capsys, "generate", "--preset", "tiny", "--out", str(tmp_path / "g"), "--gpus", "required"
+    )
+    assert code == 2 and "the procedural backend renders on CPUs" in err
+    assert not (tmp_path / "g" / "_work").exists()

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.paths import atomic_write_bytes, ensure_writable_dir
 from avatar_platform.core.progress import progress_bar
-from avatar_platform.core.ray_runtime import check_ray_address, require_resources
+from avatar_platform.core.ray_runtime import check_ray_address, gpus_to_use, require_resources
 from avatar_platform.formats.dataset_card import write_card
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.spec import plan
@@ -54,8 +54,12 @@ class GenerateSummary:
 
 
 def config_hash(config: GenerateConfig) -> str:
-    # the default pose-noise mode is left out: datasets planned before flip mode keep their hash
-    text = config.model_dump_json().replace(',"pose_noise_mode":"jitter"}', "}")
+    # left out: how the job runs on GPUs (not what it makes), and the default pose-noise mode,
+    # so that datasets planned before these settings keep their hash
+    exclude: dict = {"gpus": True, "gpu_wait_s": True}
+    if config.procedural.pose_noise_mode == "jitter":
+        exclude["procedural"] = {"pose_noise_mode": True}
+    text = config.model_dump_json(exclude=exclude)
     if config.backend == "controlnet" and config.controlnet.lora:
         from avatar_platform.core.digest import path_sha256
         from avatar_platform.core.hub import model_source
@@ -75,6 +79,12 @@ def config_hash(config: GenerateConfig) -> str:
 
 def check_inputs(config: GenerateConfig) -> None:
     """Fail before any work on what can be known up front (styles, template, model paths)."""
+    if config.gpus == "required" and config.backend != "controlnet":
+        raise AvatarPlatformError(
+            f"gpus: required, but the {config.backend} backend renders on CPUs",
+            expected="--gpus required with --backend controlnet",
+            fix="use --backend controlnet, or --gpus auto",
+        )
     from avatar_platform.pipelines.datagen.controlnet_backend import controlnet_identity
     from avatar_platform.pipelines.poses.template import load_user_template
     from avatar_platform.pipelines.prompts.prompts import resolve_styles
@@ -153,11 +163,11 @@ def _prepare(config: GenerateConfig, out: Path) -> tuple[pa.Table, Path]:
 
 def _resources(config: GenerateConfig) -> dict:
     """Ray resources of one image actor: a GPU where the cluster has them and the backend uses
-    them, else a CPU."""
-    import ray
-
+    them (`gpus`), else a CPU."""
     per_actor = {"num_cpus": 1}
-    if config.backend == "controlnet" and ray.cluster_resources().get("GPU", 0) > 0:
+    needed = config.workers * config.gpus_per_worker
+    what = f"{config.workers} image actors"
+    if config.backend == "controlnet" and gpus_to_use(config.gpus, needed, config.gpu_wait_s, what):
         per_actor["num_gpus"] = config.gpus_per_worker
     require_resources(config.workers, per_actor)
     return per_actor

@@ -83,6 +83,12 @@ class GanTrainingConfig(StrictConfig):
     seed: int = Field(0, ge=0, description="training seed")
     workers: int = Field(1, ge=1, description="Ray Train workers (DDP)")
     use_gpu: bool | None = Field(None, description="None = when the cluster has GPUs")
+    gpus: Literal["auto", "required", "none"] = Field(
+        "auto",
+        description="auto: GPUs when the cluster has them (or as use_gpu says); required: wait up "
+        "to gpu_wait_s for them, never fall back to the CPU; none: CPUs only",
+    )
+    gpu_wait_s: float = Field(300.0, ge=0, description="how long --gpus required waits for GPUs")
     checkpoint_every: int = Field(100, ge=1, description="checkpoint every N steps")
     log_every: int = Field(10, ge=1, description="log metrics every N steps")
     sample_every: int = Field(100, ge=1, description="log a sample grid every N steps")

@@ -61,6 +61,12 @@ class LoraTrainingConfig(StrictConfig):
     seed: int = Field(0, ge=0, description="training seed (adapter init, batches, noise)")
     workers: int = Field(1, ge=1, description="Ray Train workers (one GPU each)")
     use_gpu: bool | None = Field(None, description="None = when the cluster has GPUs")
+    gpus: Literal["auto", "required", "none"] = Field(
+        "auto",
+        description="auto: GPUs when the cluster has them (or as use_gpu says); required: wait up "
+        "to gpu_wait_s for them, never fall back to the CPU; none: CPUs only",
+    )
+    gpu_wait_s: float = Field(300.0, ge=0, description="how long --gpus required waits for GPUs")
     mixed_precision: Literal["auto", "no", "fp16"] = Field(
         "auto",
         description="auto = fp16 base weights and autocast on CUDA (the adapter stays fp32), fp32 on CPU",

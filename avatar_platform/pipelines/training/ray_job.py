@@ -349,7 +349,7 @@ def prepare(
     writable and right for `resume`, the resolved config is saved. Returns (out, use GPUs)."""
     from avatar_platform.core.config import save_resolved
     from avatar_platform.core.paths import ensure_writable_dir, removed_if_failed, user_path
-    from avatar_platform.core.ray_runtime import check_ray_address, init_ray, require_resources
+    from avatar_platform.core.ray_runtime import check_ray_address, gpus_to_use, init_ray, require_resources
 
     check_ray_address(ray_address)
     out = user_path(out)
@@ -357,7 +357,10 @@ def prepare(
     with removed_if_failed(out):  # a run that cannot start leaves no empty folder behind
         out = ensure_writable_dir(out)
         init_ray(ray_address, min_cpus=config.workers + extra_cpus)
-        gpu = use_gpu(config.use_gpu)
+        if config.gpus == "auto":
+            gpu = use_gpu(config.use_gpu)
+        else:
+            gpu = gpus_to_use(config.gpus, config.workers, config.gpu_wait_s, f"{config.workers} workers")
         require_resources(config.workers, {"num_cpus": 1, **({"num_gpus": 1} if gpu else {})})
     save_resolved(config, out / "config.resolved.json")
     return out, gpu
