@@ -163,23 +163,14 @@ def require_resources(workers: int, per_worker: dict[str, float], what: str = "w
             )
 
 
-GPU_MODES = ("auto", "required", "none")
-
-
 def gpus_to_use(mode: str, needed: float, wait_s: float, what: str, poll_s: float = 1.0) -> bool:
-    """Whether a job runs on GPUs. `auto`: when the cluster has GPUs now; `none`: never;
+    """Whether a job runs on GPUs (`mode`: the configs' `gpus`, checked there). `auto`: when the cluster has GPUs now; `none`: never;
     `required`: wait up to `wait_s` seconds for `needed` GPUs (asking an autoscaler for them),
     then one clear error. `required` never falls back to the CPU."""
     import time
 
     import ray
 
-    if mode not in GPU_MODES:
-        raise AvatarPlatformError(
-            f"unknown GPU mode {mode!r}",
-            expected=" | ".join(GPU_MODES),
-            fix="pass --gpus auto, required or none",
-        )
     if mode == "none":
         return False
     if mode == "auto":

@@ -138,7 +138,8 @@ class TriPlaneGenerator(nn.Module):
     ) -> dict:
         """Render ws at cameras c (B, 25); with `checkpoint_rays` the renderer runs under
         activation checkpointing in chunks of that many rays (training: gan.memory); `noise`:
-        `perturb`'s random numbers drawn beforehand (volume_renderer.ray_noise). Returns `image` (B, 3, R, R) in [-1, 1]-ish,
+        `perturb`'s random numbers drawn beforehand (volume_renderer.ray_noise). Returns
+        `image` (B, 3, R, R) in [-1, 1]-ish,
         `image_raw` (B, 3, r, r), `image_depth` (B, 1, r, r), `opacity` (B, 1, r, r), and with a
         background network `background` (B, 3, R, R), what shows where the volume is empty."""
         cfg = self.config

@@ -125,8 +125,9 @@ def _check_weights(folder: Path) -> None:
 def load_init(trainer, folder: Path, parent: str | None = None) -> None:
     """Copy the parent's G, G_ema and D weights into `trainer`; optimiser, step and schedule stay
     fresh, at `finetune_lr_scale` × the learning rates (the preset's rates shake a trained
-    parent's colours first: BENCHMARKS.md, the starter's fine-tune). Records the parent (`trainer.parent`: `parent` as the user named it, else the folder),
-    which `GanTrainer.save` writes to config.json."""
+    parent's colours first: BENCHMARKS.md, the starter's fine-tune). Records the parent
+    (`trainer.parent`: `parent` as the user named it, else the folder), which `GanTrainer.save`
+    writes to config.json."""
     folder = Path(folder)
     for attr, name in NETWORKS:
         module = getattr(trainer, attr)

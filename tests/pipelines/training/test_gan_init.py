@@ -86,7 +86,10 @@ def test_a_fine_tune_runs_at_the_scaled_learning_rates_also_after_a_resume(paren
     child = GanTrainer(config)
     load_init(child, parent, "the-parent")
     child.train_step(gan_batch())
-    rates = lambda t: ([g["lr"] for g in t.opt_g.param_groups], [g["lr"] for g in t.opt_d.param_groups])  # noqa: E731
+
+    def rates(t):
+        return [g["lr"] for g in t.opt_g.param_groups], [g["lr"] for g in t.opt_d.param_groups]
+
     assert rates(child) == ([config.lr_g * 0.25], [config.lr_d * 0.25])
     child.save(tmp_path)
     resumed = GanTrainer(config)
