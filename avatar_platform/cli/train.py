@@ -81,6 +81,7 @@ def gan(
         typer.echo(json.dumps(shown, indent=2))
         return
 
+    from avatar_platform.formats.model_folder import BEST_FOLDER, read_metrics
     from avatar_platform.pipelines.training.gan_job import run_train_gan
 
     echo_err(
@@ -91,6 +92,12 @@ def gan(
     summary = run_train_gan(cfg, data, out, resume=resume, ray_address=ray_address, track=track, init=init)
     echo_err(f"done: step {summary.steps} in {summary.seconds:.0f} s")
     typer.echo(f"model    {summary.model}")
+    best = summary.out / BEST_FOLDER
+    if cfg.keep_best and best.is_dir():
+        scores = read_metrics(best)
+        typer.echo(
+            f"best     {best} (step {scores.get('step', '?')}, training FID {scores.get('fid', float('nan')):.2f})"
+        )
     if summary.run_id:
         typer.echo(f"mlflow   run {summary.run_id} (experiment 'train-gan')")
     typer.echo(f"next     avatar-platform sample --model {summary.out} --seeds 0-3 --mesh")

@@ -22,6 +22,7 @@ from avatar_platform.core.errors import AvatarPlatformError
 GAN_MARKERS = ("generator_ema.json", "generator.json")
 DIFFUSION_MARKER = "style_denoiser.json"
 METRICS_FILE = "metrics.json"
+BEST_FOLDER = "best"  # a training output's lowest-FID model so far (gan.keep_best)
 EMBEDDED_GENERATOR = "generator"
 # loading any of these could run code, and inference needs none of them
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
@@ -59,6 +60,19 @@ def write_metrics(folder: Path, numbers: dict, *, keep_existing: bool = True) ->
     merged = {**numbers, **(read_metrics(folder) if keep_existing else {})}
     (Path(folder) / METRICS_FILE).write_text(json.dumps(merged, indent=2) + "\n")
     return merged
+
+
+def replace_folder(staging: Path, folder: Path) -> None:
+    """Put the complete folder `staging` where `folder` is (whole or not at all: a reader sees
+    the old folder or the new one, never a half-written one)."""
+    import shutil
+
+    old = folder.with_name(f".{folder.name}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    staging.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def model_fid(folder: Path) -> float | None:

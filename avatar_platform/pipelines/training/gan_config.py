@@ -96,6 +96,11 @@ class GanTrainingConfig(StrictConfig):
         256, ge=0, description="real images rank 0 keeps for FID/KID (0 = no FID in training)"
     )
     fid_every: int = Field(0, ge=0, description="FID/KID every N steps (0 = at the end only)")
+    keep_best: bool = Field(
+        True,
+        description="write the lowest-FID G_ema so far to OUT/best/ (a model folder) at each "
+        "FID point: a long run's best weights survive its later steps",
+    )
 
     @model_validator(mode="after")
     def _sizes(self) -> GanTrainingConfig:

@@ -6,9 +6,13 @@ checkpoints to `ray.train.report`; every rank reports, so the workers stay in st
 
 from __future__ import annotations
 
+import math
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from avatar_platform.formats.model_folder import BEST_FOLDER, read_metrics, replace_folder, write_metrics
 from avatar_platform.pipelines.training.fid_tracker import FidTracker
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
 from avatar_platform.pipelines.training.gan_trainer import GanTrainer
@@ -20,6 +24,29 @@ from avatar_platform.pipelines.training.ray_job import (
 )
 
 SAMPLE_SEEDS = (0, 1, 2, 3)
+
+
+class BestModel:
+    """Rank 0's lowest-FID weights so far in OUT/best/ (`gan.keep_best`): a model folder with the
+    FID, KID and step in its metrics.json. A resumed run keeps the best of the stopped one."""
+
+    def __init__(self, out: str | None, enabled: bool):
+        self.folder = Path(out) / BEST_FOLDER if out and enabled else None
+        self.fid = math.inf
+        if self.folder is not None and self.folder.is_dir():
+            self.fid = float(read_metrics(self.folder).get("fid", math.inf))
+
+    def offer(self, scores: dict[str, float], step: int, save: Callable[[Path], None]) -> bool:
+        """Write the model (`save(folder)`) when `scores['fid']` beats the best so far."""
+        if self.folder is None or not scores["fid"] < self.fid:
+            return False
+        staging = self.folder.with_name(f".{BEST_FOLDER}-staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        save(staging)
+        write_metrics(staging, {**scores, "step": step}, keep_existing=False)
+        replace_folder(staging, self.folder)
+        self.fid = scores["fid"]
+        return True
 
 
 def train_gan_loop(loop_config: dict) -> None:
@@ -39,6 +66,7 @@ def train_gan_loop(loop_config: dict) -> None:
         load_init(trainer, Path(loop_config["init"]), loop_config.get("init_label"))
     shard = ray.train.get_dataset_shard("train")
     fid = FidTracker(config.fid_samples if rank == 0 else 0)
+    best = BestModel(loop_config.get("out") if rank == 0 else None, config.keep_best)
     metrics: dict[str, float] = {}
     warm = {"step": None, "time": 0.0}  # throughput is measured after the first steps
     while trainer.step < config.steps:
@@ -66,6 +94,8 @@ def train_gan_loop(loop_config: dict) -> None:
             last = step == config.steps
             if fid.ready and (last or (config.fid_every and step % config.fid_every == 0)):
                 scores = fid.score(trainer.G_ema)
+                if best.offer(scores, step, trainer.save):
+                    scores = {**scores, "best_fid": best.fid}
                 logger.metrics(scores, step)
                 metrics.update(scores)  # into this step's report: model/metrics.json keeps the FID
             if rank == 0 and (step % config.sample_every == 0 or step == config.steps):

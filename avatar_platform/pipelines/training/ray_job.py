@@ -413,6 +413,7 @@ def fit(
             "run_id": run_id,
             "cpu_threads": max(cores // workers, 1),
             "progress_file": str(out / "progress.json"),
+            "out": str(out),
         },
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(

@@ -89,6 +89,13 @@ def test_the_mlflow_run_has_params_metrics_and_images(two_worker_run, home):
     # the model folder keeps it too: the registry's promotion gate reads it from there
     saved = json.loads((two_worker_run.model / "metrics.json").read_text())
     assert saved["fid"] == pytest.approx(fid[0].value) and saved["step"] == 4
+    # gan.keep_best: the one FID point is the best so far, and its folder loads as a generator
+    best = two_worker_run.out / "best"
+    assert json.loads((best / "metrics.json").read_text())["fid"] == pytest.approx(fid[0].value)
+    assert (
+        TriPlaneGenerator.from_pretrained(best).config
+        == TriPlaneGenerator.from_pretrained(two_worker_run.model).config
+    )
     samples = {a.path for a in client.list_artifacts(two_worker_run.run_id, "samples")}
     assert "samples/step-0000002.png" in samples and "samples/step-0000004.png" in samples
     models = {a.path for a in client.list_artifacts(two_worker_run.run_id, "model")}
