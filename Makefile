@@ -10,6 +10,9 @@ DEMO_PORT ?= 8765
 # longer: avatar_platform/starters/demo/MODEL_CARD.md) on the freshly generated dataset
 DEMO_INIT ?= starter:demo
 DEMO_FINETUNE_STEPS ?= 100
+# picture → avatar: the diffusion's best sample, fitted to the picture (projection, then pivotal tuning)
+DEMO_REFINE_STEPS ?= 100
+DEMO_TUNE_STEPS ?= 50
 
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -45,6 +48,7 @@ demo: $(STAMP)
 		--out $(DEMO_OUT)/pictures
 	$(BIN)/avatar-platform sample --model models:/styleavatar3d@champion \
 		--image "$$(ls $(DEMO_OUT)/pictures/*.png | head -n 1)" --num-samples 4 --views 4 \
+		--refine $(DEMO_REFINE_STEPS) --tune $(DEMO_TUNE_STEPS) \
 		--frames 24 --mesh --mesh-level auto --out $(DEMO_OUT)/from-image
 	# the champion behind Ray Serve for one request (the same picture), then stopped
 	$(BIN)/avatar-platform serve --model models:/styleavatar3d@champion --port $(DEMO_PORT) & \
@@ -62,6 +66,8 @@ demo: $(STAMP)
 	@echo "         $(DEMO_OUT)/samples/mesh-seed0.png   (gan: that mesh, rendered from 5 sides)"
 	@echo "         $(DEMO_OUT)/diffusion/model/eval.png (diffusion: held-out pictures | their avatars)"
 	@echo "         $(DEMO_OUT)/from-image/input.png, views.png (champion: a picture -> 4 avatars)"
+	@echo "         $(DEMO_OUT)/from-image/refine-before-after.png (the best of them, fitted to the picture:"
+	@echo "             $(DEMO_REFINE_STEPS) projection + $(DEMO_TUNE_STEPS) tuning steps; a model folder in from-image/refined)"
 	@echo "         $(DEMO_OUT)/served/avatar0-views.png, avatar0-mesh.glb (champion, served)"
 	@echo "The starter alone: $(BIN)/avatar-platform sample --model $(DEMO_INIT) --seeds 0-3 --mesh"
 	@echo "Registry: $(BIN)/avatar-platform registry list"

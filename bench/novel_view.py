@@ -8,9 +8,12 @@ compared with the true renders there, grouped by view: `input` (the picture's ow
 `front` (the other frontal camera), `side` (left and right), `back`:
 - image_l1: mean absolute difference, 0–1 scale, at the generator's resolution;
 - silhouette_iou: opacity ≥ 0.5 at the neural-rendering resolution vs the dataset mask.
-Beside it, the mean-w baseline (the same generator's average avatar) on the same cameras.
+Beside it, the mean-w baseline (the same generator's average avatar) on the same cameras, and
+with --refine/--tune the refinement of `sample --image --refine N --tune M` (issue #16): `refine`
+= the best of --num-samples diffusion candidates, then N projection steps at the frontal camera;
+`tune` = that, then M steps of pivotal tuning (the tuned copy renders the avatar).
 One JSON object per (model, method); a contact sheet OUT/novel-view-NAME.png (rows per avatar:
-truth, diffusion, mean w; columns: the input camera, then the avatar's other cameras by yaw).
+truth, diffusion, mean w[, refine, tune]; columns: the input camera, then the avatar's other cameras by yaw).
 Usage:
     .venv/bin/python bench/novel_view.py --data .avatar/bench/heldout \\
         --models starter=.avatar/demo/diffusion,scratch=.avatar/bench/scratch-diffusion
@@ -104,10 +107,15 @@ def main() -> None:
     parser.add_argument("--avatars", type=int, default=32)
     parser.add_argument("--out", type=Path, default=Path(".avatar/bench/novel-view"))
     parser.add_argument("--sheet", type=int, default=4, help="avatars in the contact sheet")
+    parser.add_argument("--refine", type=int, default=0, help="projection steps (0: no refine rows)")
+    parser.add_argument("--tune", type=int, default=0, help="pivotal-tuning steps after --refine")
+    parser.add_argument("--num-samples", type=int, default=4, help="diffusion candidates for --refine")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
 
     from avatar_platform.formats.model_folder import load_generator, resolve_package_folder
+    from avatar_platform.formats.pictures import image_tensor
+    from avatar_platform.pipelines.inference import refine as refining
     from avatar_platform.pipelines.inference.sampling import write_png
     from avatar_platform.pipelines.inference.style_sampling import ws_from_image
     from avatar_platform.pipelines.rendering import to_uint8
@@ -123,15 +131,38 @@ def main() -> None:
         mask_res = generator.config.neural_rendering_resolution
         mean_w = generator.mapping.w_avg[None, None].expand(1, generator.mapping.num_ws, -1)
         totals = {"diffusion": {}, "mean-w": {}}
+        if args.refine:
+            totals["refine"] = {}
+        if args.refine and args.tune:
+            totals["tune"] = {}
+        seconds_by = dict.fromkeys(totals, 0.0)
         sheet = []
         start = time.perf_counter()
         for index, rows in enumerate(chosen):
             images, masks, cams = decode(rows, res, mask_res)
             groups = ["input"] + [VIEW_NAMES[r["view_bin"]] for r in rows[1:]]
             ws = ws_from_image(package, generator, picture(rows[0]), 1)[:1]
+            arms = [("diffusion", generator, ws), ("mean-w", generator, mean_w)]
+            if args.refine:
+                began = time.perf_counter()
+                candidates = ws_from_image(package, generator, picture(rows[0]), args.num_samples)
+                target = image_tensor(picture(rows[0]), res)[None]
+                with torch.enable_grad():
+                    result = refining.refine(generator, target, candidates, args.refine, 0)
+                seconds_by["refine"] += time.perf_counter() - began
+                arms.append(("refine", generator, result.ws))
+                if args.tune:
+                    began = time.perf_counter()
+                    features = refining.PerceptualFeatures()
+                    with torch.enable_grad():
+                        tuned, _ = refining.pivotal_tune(
+                            generator, target, result.ws, 0.0, 0.0, args.tune, features, seed=index
+                        )
+                    seconds_by["tune"] += time.perf_counter() - began
+                    arms.append(("tune", tuned, result.ws))
             renders = [images]
-            for method, w in (("diffusion", ws), ("mean-w", mean_w)):
-                scores, rendered = score(generator, w, images, masks, cams, groups)
+            for method, model, w in arms:
+                scores, rendered = score(model, w, images, masks, cams, groups)
                 renders.append(rendered)
                 for group, values in scores.items():
                     totals[method].setdefault(group, []).append(values)
@@ -146,6 +177,9 @@ def main() -> None:
             for group, values in groups_scores.items():
                 record[f"l1_{group}"] = round(float(np.mean([v[0] for v in values])), 4)
                 record[f"iou_{group}"] = round(float(np.mean([v[1] for v in values])), 4)
+            if method in ("refine", "tune"):
+                record.update(steps=args.refine if method == "refine" else args.tune)
+                record["method_seconds_per_avatar"] = round(seconds_by[method] / len(chosen), 2)
             record.update({"seconds": round(seconds, 1), "machine": machine})
             print(json.dumps(record), flush=True)
             with (args.out / "results.jsonl").open("a") as f:

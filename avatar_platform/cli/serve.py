@@ -221,6 +221,10 @@ def request(
     image: Path | None = typer.Option(None, help="a picture (PNG/JPEG/WebP) → avatars"),
     seeds: str | None = typer.Option(None, help="seeds: '0,1,5' or '0-3' (instead of --image)"),
     num_samples: int | None = typer.Option(None, min=1, help="avatars per --image"),
+    refine: int | None = typer.Option(
+        None, min=0, help="with --image: fit the avatar to it, this many projection steps"
+    ),
+    tune: int | None = typer.Option(None, min=0, help="with --image: then pivotal-tuning steps"),
     views: int = typer.Option(4, min=1, help="views per avatar"),
     resolution: int | None = typer.Option(None, min=16, help="side of each view"),
     mesh: bool = typer.Option(True, help="a GLB mesh per avatar"),
@@ -241,6 +245,11 @@ def request(
         raise AvatarPlatformError(
             "pass exactly one of --image or --seeds", expected="a picture or seeds to send"
         )
+    if image is None and (refine or tune):
+        raise AvatarPlatformError(
+            "--refine and --tune fit an avatar to a picture, and no --image was given",
+            fix="pass --image PICTURE (or drop --refine/--tune)",
+        )
     if image is not None:
         from avatar_platform.formats.pictures import load_image
 
@@ -255,6 +264,8 @@ def request(
         "turntable": turntable,
         "num_samples": num_samples,
         "mesh_resolution": mesh_resolution,
+        "refine": refine,
+        "tune": tune,
     }
     result = client.request_avatars(
         url,

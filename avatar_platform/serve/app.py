@@ -248,7 +248,7 @@ api.openapi = _openapi
 
 
 def _job(options: AvatarOptions, seed: int | None = None, image: bytes | None = None):
-    extra = options.model_dump(include={"num_samples", "guidance"})
+    extra = options.model_dump(include={"num_samples", "guidance", "refine", "tune"})
     return AvatarJob(
         seed=seed,
         image=image,

@@ -31,6 +31,8 @@ class AvatarJob:
     truncation: float
     num_samples: int = 1
     guidance: float | None = None
+    refine: int = 0
+    tune: int = 0
 
     def request(self) -> AvatarRequest:
         return AvatarRequest(
@@ -43,6 +45,8 @@ class AvatarJob:
             mesh_resolution=self.mesh_resolution,
             num_samples=self.num_samples,
             guidance=self.guidance,
+            refine=self.refine,
+            tune=self.tune,
         )
 
 
@@ -78,23 +82,32 @@ def render_jobs(
     model: StyleAvatar3DModel, jobs: list[AvatarJob], chunk: int = 16
 ) -> list[list[RenderedAvatar]]:
     """The avatars of each job (a seed gives one, a picture `num_samples`), in job order."""
-    generator = model.generator
+    shared = model.generator
     avatars = [
-        (j, sample, ws)
+        (j, sample, avatar)
         for j, job in enumerate(jobs)
-        for sample, ws in enumerate(model.avatars(job.request()))
+        for sample, avatar in enumerate(model.avatar_list(job.request()))
     ]
-    # every view of every avatar in the batch goes through the generator together
+    # every view of every avatar the model's own generator renders goes through it together; a
+    # refined avatar's tuned copy renders its own
     yaws = [sampling.view_yaws(jobs[j].views) for j, _, _ in avatars]
-    ws_all = torch.cat([ws.expand(len(y), -1, -1) for (_, _, ws), y in zip(avatars, yaws, strict=True)])
-    images = sampling.render_pairs(generator, ws_all, [yaw for y in yaws for yaw in y], chunk)
+    batched = [i for i, (_, _, avatar) in enumerate(avatars) if avatar.generator is shared]
+    rendered: dict[int, np.ndarray] = {}
+    if batched:
+        ws_all = torch.cat([avatars[i][2].ws.expand(len(yaws[i]), -1, -1) for i in batched])
+        images = sampling.render_pairs(shared, ws_all, [yaw for i in batched for yaw in yaws[i]], chunk)
+        start = 0
+        for i in batched:
+            rendered[i] = images[start : start + len(yaws[i])]
+            start += len(yaws[i])
+    for i, (_, _, avatar) in enumerate(avatars):
+        if i not in rendered:
+            rendered[i] = sampling.render(avatar.generator, avatar.ws, yaws[i])
     out: list[list[RenderedAvatar]] = [[] for _ in jobs]
-    start = 0
-    for (j, sample, ws), y in zip(avatars, yaws, strict=True):
-        job = jobs[j]
-        views = [_resized(image, job.resolution) for image in images[start : start + len(y)]]
-        start += len(y)
-        mesh = model.mesh(ws, job.mesh_resolution) if job.mesh else None
+    for i, (j, sample, avatar) in enumerate(avatars):
+        job, ws, generator = jobs[j], avatar.ws, avatar.generator
+        views = [_resized(image, job.resolution) for image in rendered[i]]
+        mesh = model.mesh(ws, job.mesh_resolution, generator) if job.mesh else None
         turntable = None
         if job.turntable:
             frames = [_resized(f, job.resolution) for f in sampling.turntable(generator, ws, job.frames)]

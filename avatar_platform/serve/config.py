@@ -54,6 +54,12 @@ class ServeConfig(StrictConfig):
     max_resolution: int = Field(1024, ge=16, description="largest side of a returned view")
     max_frames: int = Field(72, ge=2, description="most turntable frames")
     max_mesh_resolution: int = Field(128, ge=16, description="largest marching-cubes grid side")
+    max_refine_steps: int = Field(
+        200, ge=0, le=2000, description="most projection steps of a picture request (refine; 0: off)"
+    )
+    max_tune_steps: int = Field(
+        50, ge=0, le=2000, description="most pivotal-tuning steps of a picture request (tune; 0: off)"
+    )
     max_results: int = Field(
         1000, ge=1, description="result sets kept on disk (the oldest are deleted first)"
     )

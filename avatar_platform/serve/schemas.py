@@ -48,6 +48,10 @@ class ImageOptions(AvatarOptions):
 
     num_samples: int = Field(1, ge=1, description="avatars made from the picture (they differ)")
     guidance: float | None = Field(None, ge=0.0, le=30.0, description="guidance λ (default: the model's own)")
+    refine: int = Field(
+        0, ge=0, description="fit the avatar to the picture: projection steps (one avatar, the best sample)"
+    )
+    tune: int = Field(0, ge=0, description="then pivotal tuning of a copy of the generator: steps")
 
 
 class ModelInfo(BaseModel):
@@ -95,6 +99,8 @@ LIMITS = {
     "frames": "max_frames",
     "mesh_resolution": "max_mesh_resolution",
     "num_samples": "max_seeds",
+    "refine": "max_refine_steps",
+    "tune": "max_tune_steps",
 }
 
 

@@ -76,6 +76,8 @@ def served(ray_session, tiny_diffusion, tmp_path_factory):
         "max_resolution": 256,
         "max_frames": 24,
         "max_mesh_resolution": 48,
+        "max_refine_steps": 8,
+        "max_tune_steps": 4,
         "request_timeout_s": 60,
     }
     port = free_port()

@@ -95,6 +95,26 @@ def test_an_uploaded_picture_becomes_avatars(served):
     assert first != second  # samples of one picture differ by their noise
 
 
+def test_a_refined_upload_is_one_avatar_fitted_to_the_picture(served):
+    fields = {
+        "num_samples": "2",
+        "views": "2",
+        "turntable": "false",
+        "refine": "6",
+        "tune": "3",
+        "mesh": "true",
+    }
+    response = upload(served.url, png(), fields=fields)
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert [(a["seed"], a["sample"]) for a in result["avatars"]] == [(None, 0)]  # the best sample, fitted
+    assert result["options"]["refine"] == 6 and result["options"]["tune"] == 3
+    plain = upload(served.url, png(), fields={"num_samples": "2", "views": "2", "turntable": "false"}).json()
+    refined = fetch(served.url, result["avatars"][0]["views_grid"]).content
+    assert refined not in [fetch(served.url, a["views_grid"]).content for a in plain["avatars"]]
+    assert fetch(served.url, result["avatars"][0]["mesh"]).content[:4] == b"glTF"
+
+
 def test_the_live_model_is_the_version_the_alias_names(served, monkeypatch):
     from avatar_platform.pipelines.inference import registry
 
@@ -145,6 +165,10 @@ BAD_REQUESTS = {
     "wrong upload type": (lambda u: upload(u, png(), content_type="text/plain"), 415),
     "no image field": (lambda u: requests.post(f"{u}/v1/avatars", files={"x": ("a", b"1")}, timeout=30), 422),
     "unknown form field": (lambda u: upload(u, png(), fields={"colour": "red"}), 422),
+    "refine over the server's limit": (lambda u: upload(u, png(), fields={"refine": "9"}), 422),
+    "tune over the server's limit": (lambda u: upload(u, png(), fields={"tune": "5"}), 422),
+    "negative refine": (lambda u: upload(u, png(), fields={"refine": "-1"}), 422),
+    "refine for seeds": (lambda u: post_seeds(u, {"seeds": [1], "refine": 5}), 422),
     "wrong content type": (
         lambda u: requests.post(
             f"{u}/v1/avatars", data="seeds=1", headers={"Content-Type": "text/plain"}, timeout=30

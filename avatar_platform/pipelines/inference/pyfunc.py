@@ -20,6 +20,7 @@ import torch
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.formats.model_folder import is_diffusion_folder, load_generator
 from avatar_platform.pipelines.inference import sampling
+from avatar_platform.pipelines.inference.refine import MAX_REFINE_STEPS, MAX_TUNE_STEPS
 
 # column → (default, lowest, highest); the bounds keep one request from running for hours
 DEFAULTS: dict[str, tuple[Any, Any, Any]] = {
@@ -28,6 +29,9 @@ DEFAULTS: dict[str, tuple[Any, Any, Any]] = {
     "mesh_resolution": (64, 16, 256),
     "num_samples": (1, 1, 16),
     "guidance": (None, 0.0, 30.0),  # None: the model's own λ (its training config)
+    # picture rows: fit the avatar to the picture (projection steps, then pivotal-tuning steps)
+    "refine": (0, 0, MAX_REFINE_STEPS),
+    "tune": (0, 0, MAX_TUNE_STEPS),
 }
 MAX_SEED = 2**63 - 1
 
@@ -45,6 +49,21 @@ class AvatarRequest:
     mesh_resolution: int
     num_samples: int
     guidance: float | None
+    refine: int = 0
+    tune: int = 0
+
+    @property
+    def refines(self) -> bool:
+        return bool(self.refine or self.tune)
+
+
+@dataclass(frozen=True)
+class Avatar:
+    """One avatar to render: its ws (1, num_ws, w_dim) and the generator that renders it (the
+    model's own, or a pivotal-tuned copy for a refined picture)."""
+
+    ws: torch.Tensor
+    generator: torch.nn.Module
 
 
 def signature():
@@ -65,6 +84,8 @@ def signature():
             ColSpec("long", "mesh_resolution", required=False),
             ColSpec("long", "num_samples", required=False),
             ColSpec("double", "guidance", required=False),
+            ColSpec("long", "refine", required=False),
+            ColSpec("long", "tune", required=False),
         ]
     )
     outputs = Schema(
@@ -146,6 +167,13 @@ def parse_requests(frame: pd.DataFrame) -> list[AvatarRequest]:
             raise AvatarPlatformError(
                 f"row {index}: image is a {type(image).__name__}", expected="the bytes of a PNG or JPEG file"
             )
+        refine = _bounded(row, "refine", index, integer=True)
+        tune = _bounded(row, "tune", index, integer=True)
+        if (refine or tune) and not has_image:
+            raise AvatarPlatformError(
+                f"row {index} asks for refine/tune without an image",
+                expected="refine and tune on `image` rows (they fit the avatar to the picture)",
+            )
         mesh = row.get("mesh")
         mesh = False if _missing(mesh) else _python(mesh)
         if not isinstance(mesh, bool):
@@ -161,6 +189,8 @@ def parse_requests(frame: pd.DataFrame) -> list[AvatarRequest]:
                 mesh_resolution=_bounded(row, "mesh_resolution", index, integer=True),
                 num_samples=_bounded(row, "num_samples", index, integer=True),
                 guidance=_bounded(row, "guidance", index, integer=False),
+                refine=refine,
+                tune=tune,
             )
         )
     return requests
@@ -197,39 +227,58 @@ class StyleAvatar3DModel:
             )
         rows = []
         for request in requests:
-            for sample, ws in enumerate(self.avatars(request)):
+            for sample, avatar in enumerate(self.avatar_list(request)):
                 rows.append(
                     {
                         "request": request.index,
                         "sample": sample,
-                        "views_png": self._views(ws, request.views),
-                        "mesh_glb": self._mesh(ws, request) if request.mesh else b"",
+                        "views_png": png_bytes(sampling.view_row(avatar.generator, avatar.ws, request.views)),
+                        "mesh_glb": self._mesh(avatar, request) if request.mesh else b"",
                     }
                 )
         return pd.DataFrame(rows, columns=["request", "sample", "views_png", "mesh_glb"])
 
     def avatars(self, request: AvatarRequest) -> list[torch.Tensor]:
-        """The ws (1, num_ws, w_dim) of each avatar a request asks for."""
+        """The ws (1, num_ws, w_dim) of each avatar a request asks for (the diffusion's samples
+        for a picture; a refined request's are in `avatar_list`)."""
         if request.seed is not None:
             return [sampling.ws_for_seed(self.generator, request.seed, request.truncation)]
-        from avatar_platform.formats.pictures import load_image
         from avatar_platform.pipelines.inference.style_sampling import ws_from_image
 
-        image = load_image(request.image, name=f"the image of row {request.index}")
-        ws = ws_from_image(self.folder, self.generator, image, request.num_samples, request.guidance)
+        ws = ws_from_image(
+            self.folder, self.generator, self._picture(request), request.num_samples, request.guidance
+        )
         return [ws[i : i + 1] for i in range(len(ws))]
 
-    def _views(self, ws: torch.Tensor, views: int) -> bytes:
-        return png_bytes(sampling.view_row(self.generator, ws, views))
+    def avatar_list(self, request: AvatarRequest) -> list[Avatar]:
+        """Every avatar of a request with its generator: a refined picture gives one avatar, the
+        best of its `num_samples` diffusion samples fitted to it (and rendered by the tuned copy)."""
+        if not request.refines:
+            return [Avatar(ws, self.generator) for ws in self.avatars(request)]
+        from avatar_platform.formats.pictures import image_tensor
+        from avatar_platform.pipelines.inference.refine import refine
 
-    def _mesh(self, ws: torch.Tensor, request: AvatarRequest) -> bytes:
-        return self.mesh(ws, request.mesh_resolution).export(file_type="glb")
+        picture = self._picture(request)
+        device = next(self.generator.parameters()).device
+        target = image_tensor(picture, self.generator.config.img_resolution)[None].to(device)
+        candidates = torch.cat(self.avatars(request))
+        with torch.enable_grad():
+            result = refine(self.generator, target, candidates, request.refine, request.tune)
+        return [Avatar(result.ws, result.generator)]
 
-    def mesh(self, ws: torch.Tensor, resolution: int):
-        """The avatar's trimesh; exported, an empty one is still a valid GLB.
+    def _picture(self, request: AvatarRequest):
+        from avatar_platform.formats.pictures import load_image
 
-        Level None: a registered model may be early in training, below EG3D's level 10."""
-        return sampling.mesh_for_ws(self.generator, ws, resolution, None)
+        return load_image(request.image, name=f"the image of row {request.index}")
+
+    def _mesh(self, avatar: Avatar, request: AvatarRequest) -> bytes:
+        return self.mesh(avatar.ws, request.mesh_resolution, avatar.generator).export(file_type="glb")
+
+    def mesh(self, ws: torch.Tensor, resolution: int, generator=None):
+        """The avatar's trimesh (by `generator`, default the model's); exported, an empty one is
+        still a valid GLB. Level None: a registered model may be early in training, below
+        EG3D's level 10."""
+        return sampling.mesh_for_ws(generator or self.generator, ws, resolution, None)
 
 
 def load_model(folder: str | Path, device: str | None = None) -> StyleAvatar3DModel:

@@ -72,6 +72,8 @@ async function request() {
   if (file) {
     const form = new FormData();
     form.append("image", file);
+    const refine = number("refine");
+    if (refine) options.refine = refine;  // pictures only: fit the avatar to the picture
     Object.entries(options).forEach(([k, v]) => form.append(k, String(v)));
     return api("v1/avatars", { method: "POST", body: form });
   }

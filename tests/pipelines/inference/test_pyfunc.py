@@ -137,6 +137,8 @@ def test_signature_names_every_column():
         "mesh_resolution",
         "num_samples",
         "guidance",
+        "refine",
+        "tune",
     }
     assert not any(spec.required for spec in inputs.values())
     assert signature.outputs.input_names() == ["request", "sample", "views_png", "mesh_glb"]

@@ -186,3 +186,30 @@ def test_bad_refine_input_is_one_error_and_writes_nothing(capsys, tiny_diffusion
     code, _, err = _run(capsys, *argv, *extra)
     assert code == 2 and message in err and err.startswith("error:"), err
     assert not out.exists()
+
+
+def test_the_pyfunc_model_refines_a_picture_row_into_one_avatar(tiny_diffusion):
+    import io
+
+    import pandas as pd
+
+    from avatar_platform.pipelines.inference.pyfunc import load_model
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), np.uint8)).save(
+        buffer, format="PNG"
+    )
+    model = load_model(tiny_diffusion, device="cpu")
+    before = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    frame = pd.DataFrame(
+        {"image": [buffer.getvalue()], "num_samples": [3], "views": [2], "refine": [4], "tune": [2]}
+    )
+    out = model.predict(frame)
+    assert list(out["sample"]) == [0] and Image.open(io.BytesIO(out["views_png"][0])).size == (64, 32)
+    assert all(
+        torch.equal(v, before[k]) for k, v in model.generator.state_dict().items()
+    )  # served model untouched
+    with pytest.raises(AvatarPlatformError, match="refine/tune without an image"):
+        model.predict(pd.DataFrame({"seed": [1], "refine": [3]}))
+    with pytest.raises(AvatarPlatformError, match="refine between 0 and"):
+        model.predict(frame.assign(refine=R.MAX_REFINE_STEPS + 1))
