@@ -136,6 +136,17 @@ def decode_batch(batch: dict, resolution: int) -> dict:
 
 
 MATERIALIZE_BYTES = 1 << 30  # decoded datasets up to this size are decoded once, not per epoch
+SHUFFLE_BYTES = 256 << 20  # a worker's shuffle buffer holds up to this many bytes of decoded rows
+
+
+def shuffle_rows(num_images: int, resolution: int, masks: bool, workers: int, batch: int) -> int:
+    """Rows in a worker's shuffle buffer: its whole shard when that fits in SHUFFLE_BYTES, else
+    as many rows as do (at least 4 batches). A dataset is written avatar by avatar, all views of
+    one avatar in a row: with a buffer of a few batches, each batch held a handful of avatars,
+    and D's minibatch-stddev saw reals far less diverse than fakes."""
+    row_bytes = (3 + masks) * resolution * resolution
+    shard = -(-num_images // workers)
+    return max(min(shard, SHUFFLE_BYTES // row_bytes), 4 * batch)
 
 
 def ray_dataset(files: list[str], resolution: int, num_images: int, masks: bool = False):
@@ -152,5 +163,5 @@ def ray_dataset(files: list[str], resolution: int, num_images: int, masks: bool 
         decode_batch, fn_kwargs={"resolution": resolution}, batch_size=64
     )
     if num_images * (3 + masks) * resolution * resolution <= MATERIALIZE_BYTES:
-        ds = ds.materialize()
-    return ds
+        return ds.materialize()
+    return ds.randomize_block_order()  # a large dataset: each epoch reads its blocks in another order

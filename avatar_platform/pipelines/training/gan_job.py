@@ -12,7 +12,12 @@ from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.paths import user_path
 from avatar_platform.core.tracking import ended_on_error
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig, with_dataset_masks
-from avatar_platform.pipelines.training.gan_data import dataset_has_masks, open_dataset, ray_dataset
+from avatar_platform.pipelines.training.gan_data import (
+    dataset_has_masks,
+    open_dataset,
+    ray_dataset,
+    shuffle_rows,
+)
 from avatar_platform.pipelines.training.gan_loop import train_gan_loop
 from avatar_platform.pipelines.training.ray_job import TrainSummary, describe_error, fit, prepare, start_run
 
@@ -70,6 +75,13 @@ def run_train_gan(
                 "config": config.model_dump(mode="json"),
                 "init": str(parent) if parent else None,
                 "init_label": str(init) if init is not None else None,
+                "shuffle_rows": shuffle_rows(
+                    card["num_images"],
+                    config.generator.img_resolution,
+                    masks,
+                    config.workers,
+                    config.batch_size // config.workers,
+                ),
             },
             out=out,
             workers=config.workers,

@@ -73,7 +73,7 @@ def train_gan_loop(loop_config: dict) -> None:
         batches = shard.iter_torch_batches(
             batch_size=trainer.per_worker_batch,
             drop_last=True,
-            local_shuffle_buffer_size=4 * trainer.per_worker_batch,
+            local_shuffle_buffer_size=loop_config.get("shuffle_rows") or 4 * trainer.per_worker_batch,
         )
         for batch in batches:
             fid.collect(batch)
