@@ -1,0 +1,89 @@
+"""A node that vanishes mid-job (a spot instance reclaimed, a pod evicted), on a multi-node Ray
+cluster simulated on one machine as Ray's own tests do (`ray.cluster_utils.Cluster`: a head and
+two worker nodes, each its own raylet and object store; removing one kills its processes, its
+actors and its objects). Issue #17."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from avatar_platform.formats.dataset_card import read_card, verify_shards
+from avatar_platform.pipelines.datagen.config import GenerateConfig
+from avatar_platform.pipelines.datagen.spec import plan
+
+LOOPBACK = "127.0.0.1"
+
+
+@pytest.fixture
+def cluster():
+    """A head without CPUs (nothing but the control plane runs there: every task and actor is on
+    a worker node) and two worker nodes with two CPUs each."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "node_ip_address": LOOPBACK, "include_dashboard": False},
+    )
+    workers = [cluster.add_node(num_cpus=2, node_ip_address=LOOPBACK) for _ in range(2)]
+    cluster.wait_for_nodes()
+    yield cluster, workers
+    cluster.shutdown()
+
+
+def _actor_nodes(cluster, class_name: str) -> set[str]:
+    """Node ids of the live actors whose class name contains `class_name` (from the GCS)."""
+    table = cluster.global_state.actor_table(actor_id=None, job_id=None, actor_state_name="ALIVE")
+    return {
+        actor["Address"]["NodeID"]
+        for actor in table.values()
+        if class_name in actor.get("ActorClassName", "") and actor.get("Address")
+    }
+
+
+@pytest.mark.cluster
+def test_generate_finishes_when_a_worker_node_is_lost(cluster, tmp_path):
+    cluster, workers = cluster
+    out = tmp_path / "ds"
+    command = [sys.executable, "-m", "avatar_platform.cli.app", "generate", "--preset", "tiny"]
+    command += ["--num-images", "320", "--resolution", "96", "--workers", "2", "--out", str(out)]
+    command += ["--ray-address", cluster.address, "--no-track", "--no-preview"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": ""}
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    try:
+        # wait until image actors run and the first parts are written, then remove a node that
+        # holds an image actor
+        while True:
+            assert driver.poll() is None, driver.stderr.read()[-3000:]
+            assert time.monotonic() - started < 240, "no part was written in 240 s"
+            if len(list((out / "data").glob("part-*.parquet"))) >= 1:
+                break
+            time.sleep(0.2)
+        nodes = _actor_nodes(cluster, "ImageGenerator")
+        victim = next((w for w in workers if w.node_id in nodes), workers[0])
+        assert victim.node_id in nodes, f"no image actor on a worker node: {nodes}"
+        written_before = len(list((out / "data").glob("part-*.parquet")))
+        cluster.remove_node(victim, allow_graceful=False)
+        assert not (out / "dataset.json").exists()  # nothing looks complete mid-job
+        code = driver.wait(timeout=420)
+        stderr = driver.stderr.read()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert code == 0, stderr[-3000:]
+    card = read_card(out)
+    ids = [
+        sid for shard in card["shards"] for sid in pq.read_table(out / shard["file"])["sample_id"].to_pylist()
+    ]
+    config = GenerateConfig.model_validate(card["config"])
+    assert len(ids) == len(set(ids)) == 320  # every planned sample exactly once
+    assert set(ids) == set(plan(config)["sample_id"].to_pylist())
+    assert verify_shards(out, card) == []
+    assert written_before < len(card["shards"])  # the node was lost mid-job, not after it
+    print(f"generate survived the loss of node {victim.node_id[:8]} in {time.monotonic() - started:.0f} s")
