@@ -5,6 +5,7 @@ actors and its objects). Issue #17."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from avatar_platform.formats.dataset_card import read_card, verify_shards
 from avatar_platform.pipelines.datagen.config import GenerateConfig
@@ -87,3 +89,71 @@ def test_generate_finishes_when_a_worker_node_is_lost(cluster, tmp_path):
     assert verify_shards(out, card) == []
     assert written_before < len(card["shards"])  # the node was lost mid-job, not after it
     print(f"generate survived the loss of node {victim.node_id[:8]} in {time.monotonic() - started:.0f} s")
+
+
+@pytest.fixture
+def small_cluster():
+    """A head and two worker nodes with one CPU each: two training workers cannot share a node,
+    and one CPU stays free for Ray Data."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "node_ip_address": LOOPBACK, "include_dashboard": False},
+    )
+    workers = [cluster.add_node(num_cpus=1, node_ip_address=LOOPBACK) for _ in range(2)]
+    cluster.wait_for_nodes()
+    yield cluster, workers
+    cluster.shutdown()
+
+
+def _cli(*args: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "avatar_platform.cli.app", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.cluster
+def test_train_gan_restarts_from_its_checkpoint_when_a_node_is_lost(small_cluster, tmp_path):
+    import json
+
+    import mlflow
+
+    cluster, workers = small_cluster
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": "", "AVATAR_HOME": str(tmp_path / "home")}
+    data = tmp_path / "ds"
+    made = _cli("generate", "--preset", "tiny", "--num-images", "32", "--out", str(data), "--ray-address",
+                cluster.address, "--no-track", "--no-preview", env=env, timeout=240)  # fmt: skip
+    assert made.returncode == 0, made.stderr[-3000:]
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text("gan: {checkpoint_every: 10, sample_every: 30, log_every: 5, fid_samples: 0}\n")
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "avatar_platform.cli.app", "train", "gan", "--preset", "tiny"]
+    command += ["--config", str(schedule), "--data", str(data), "--workers", "2", "--steps", "60"]
+    command += ["--out", str(out), "--ray-address", cluster.address]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    try:
+        step = 0
+        while step < 14:  # past the step-10 checkpoint
+            assert driver.poll() is None, driver.stderr.read()[-3000:]
+            assert time.monotonic() - started < 300, f"training reached step {step} in 300 s"
+            with contextlib.suppress(OSError, ValueError, KeyError):  # not written yet, or mid-write
+                step = json.loads((out / "progress.json").read_text())["step"]
+            time.sleep(0.2)
+        nodes = _actor_nodes(cluster, "RayTrainWorker")
+        victim = next(w for w in workers if w.node_id in nodes)  # one worker per node: one is here
+        cluster.remove_node(victim, allow_graceful=False)
+        cluster.add_node(num_cpus=1, node_ip_address=LOOPBACK)  # a replacement node joins
+        code = driver.wait(timeout=480)
+        stdout, stderr = driver.communicate()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert code == 0, stderr[-3000:]
+    state = torch.load(out / "model" / "training_state.pt", weights_only=True)
+    assert state["step"] == 60
+    run_id = json.loads((out / "run.json").read_text())["run_id"]
+    mlflow.set_tracking_uri(json.loads((out / "run.json").read_text())["tracking_uri"])
+    resumed = mlflow.MlflowClient().get_metric_history(run_id, "resumed_from_step")
+    assert resumed and all(10 <= m.value < 60 and m.value % 10 == 0 for m in resumed), resumed
+    print(f"train gan survived the loss of node {victim.node_id[:8]} in {time.monotonic() - started:.0f} s")
