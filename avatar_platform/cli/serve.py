@@ -138,11 +138,12 @@ def serve(
     url = f"http://{resolved.host}:{resolved.port}"
     echo_err(f"loading {what} into {resolved.min_replicas or 1} replica(s)…")
     ray_serve.start(
+        proxy_location=resolved.proxy_location,
         http_options={
             "host": resolved.host,
             "port": resolved.port,
             "request_timeout_s": resolved.request_timeout_s + 10,
-        }
+        },
     )
     try:
         # the host goes to the app too: without a key it answers only requests addressed to it
@@ -193,7 +194,7 @@ def config_file(
     }
     resolved = _config(model, preset, config, overrides)
     document = {
-        "proxy_location": "EveryNode",
+        "proxy_location": resolved.proxy_location,
         "http_options": {"host": host, "port": port, "request_timeout_s": resolved.request_timeout_s + 10},
         "applications": [
             {

@@ -420,6 +420,7 @@ class AvatarIngress:
     async def _answer(self, calls):
         """The results of the model calls that `calls()` makes, in order; a full queue is a 503
         and a slow answer a 504, and then the calls still running are cancelled."""
+        from ray.exceptions import RayActorError
         from ray.serve.exceptions import BackPressureError
 
         responses = []
@@ -436,6 +437,14 @@ class AvatarIngress:
                 503,
                 "every model replica is busy and its queue is full; retry shortly",
                 headers={"Retry-After": "1"},
+            )
+        except RayActorError:
+            # the replica died with the request on it (its node went away): Serve starts another
+            error = ApiError(
+                503,
+                "the model replica working on this request was lost (its node went away); "
+                "retry shortly, another replica takes it",
+                headers={"Retry-After": "2"},
             )
         for response in responses:
             # a refused call re-raises its refusal when cancelled: nothing is left to stop there

@@ -6,6 +6,8 @@ writes it as the `args` of a Serve config file, which a KubeRay RayService embed
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from avatar_platform.core.config import StrictConfig
@@ -21,6 +23,11 @@ class ServeConfig(StrictConfig):
     )
     host: str = Field("127.0.0.1", description="HTTP host (0.0.0.0 to listen on every interface)")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port")
+    proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        "EveryNode",
+        description="where Serve runs HTTP proxies: every node (a load balancer in front), or "
+        "the head only (one address; several nodes on one machine share its ports)",
+    )
     num_cpus: float = Field(1.0, ge=0, description="CPUs per model replica")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per model replica (fractions share one)")
     min_replicas: int = Field(1, ge=0, description="fewest model replicas (autoscaling)")
@@ -105,4 +112,4 @@ class ServeConfig(StrictConfig):
 
     def application_args(self) -> dict:
         """What a Serve config's `args` holds (HTTP host and port live in its `http_options`)."""
-        return self.model_dump(exclude={"host", "port"}, exclude_none=True)
+        return self.model_dump(exclude={"host", "port", "proxy_location"}, exclude_none=True)

@@ -157,3 +157,128 @@ def test_train_gan_restarts_from_its_checkpoint_when_a_node_is_lost(small_cluste
     resumed = mlflow.MlflowClient().get_metric_history(run_id, "resumed_from_step")
     assert resumed and all(10 <= m.value < 60 and m.value % 10 == 0 for m in resumed), resumed
     print(f"train gan survived the loss of node {victim.node_id[:8]} in {time.monotonic() - started:.0f} s")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def _replica_nodes(cluster) -> list[str]:
+    return sorted(_actor_nodes_list(cluster, "ServeReplica:styleavatar3d:AvatarModel"))
+
+
+def _actor_nodes_list(cluster, class_name: str) -> list[str]:
+    table = cluster.global_state.actor_table(actor_id=None, job_id=None, actor_state_name="ALIVE")
+    return [a["Address"]["NodeID"] for a in table.values() if class_name in a.get("ActorClassName", "")]
+
+
+@pytest.mark.cluster
+def test_serve_answers_through_the_loss_of_a_replicas_node_and_heals(cluster, tmp_path):
+    import threading
+
+    import requests
+
+    from avatar_platform.core.config import resolve_config
+    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+
+    cluster, workers = cluster
+    model = tmp_path / "model"
+    GanTrainer(resolve_config(GanTrainingConfig, "gan", "tiny")).save(model)
+    settings = tmp_path / "serve.yaml"
+    settings.write_text(
+        "serve: {proxy_location: HeadOnly, num_cpus: 1, min_replicas: 2, max_replicas: 2, "
+        "max_batch_size: 1, max_ongoing_requests: 2, max_queued_requests: 8, request_timeout_s: 60}\n"
+    )
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": "", "AVATAR_HOME": str(tmp_path / "home")}
+    command = [sys.executable, "-m", "avatar_platform.cli.app", "serve", "--model", str(model)]
+    command += [
+        "--preset",
+        "demo",
+        "--config",
+        str(settings),
+        "--port",
+        str(port),
+        "--ray-address",
+        cluster.address,
+    ]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while len(_replica_nodes(cluster)) < 2 or not _healthy(url):
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, f"no 2 replicas in 240 s: {_actor_names(cluster)}"
+            time.sleep(0.5)
+        replicas = _replica_nodes(cluster)
+        assert len(set(replicas)) == 2  # one replica per worker node (one CPU each)
+        ingress = set(_actor_nodes_list(cluster, "ServeReplica:styleavatar3d:AvatarIngress"))
+        victim = next((w for w in workers if w.node_id in replicas and w.node_id not in ingress), None)
+        assert victim is not None, "the ingress shares both replicas' nodes"
+
+        answers: list[object] = []
+        lock = threading.Lock()
+
+        def client(seeds: range) -> None:
+            for seed in seeds:
+                body = {"seeds": [seed], "views": 1, "turntable": False}
+                try:
+                    response = requests.post(f"{url}/v1/avatars", json=body, timeout=90)
+                    answer = (response.status_code, response.headers.get("Retry-After"))
+                except requests.RequestException as err:  # a reset connection
+                    answer = ("reset", type(err).__name__)
+                with lock:
+                    answers.append(answer)
+
+        threads = [threading.Thread(target=client, args=(range(i * 10, i * 10 + 10),)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        while len(answers) < 8:  # under load
+            time.sleep(0.1)
+        cluster.remove_node(victim, allow_graceful=False)
+        cluster.add_node(num_cpus=1, node_ip_address=LOOPBACK)  # room for the lost replica
+        for thread in threads:
+            thread.join(timeout=300)
+        deadline = time.monotonic() + 120
+        while len(_replica_nodes(cluster)) < 2:  # heals back to its replica count
+            assert time.monotonic() < deadline, f"still {len(_replica_nodes(cluster))} replica(s) after 120 s"
+            time.sleep(0.5)
+        after = requests.post(
+            f"{url}/v1/avatars", json={"seeds": [99], "views": 1, "turntable": False}, timeout=90
+        )
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert after.status_code == 201, after.text
+    assert len(answers) == 40
+    codes = [code for code, _ in answers]
+    assert 500 not in codes, answers
+    assert all(retry for code, retry in answers if code == 503), answers  # 503s say when to retry
+    # what was in flight on the lost replica (its queue holds at most max_ongoing_requests = 2)
+    lost = [a for a in answers if a[0] not in (201, 503, 504)]
+    assert len(lost) <= 2, answers
+    print(
+        f"serve through the node loss: {sorted(set(codes), key=str)}: {[codes.count(c) for c in sorted(set(codes), key=str)]}"
+    )
+
+
+def _actor_names(cluster) -> list[str]:
+    table = cluster.global_state.actor_table(actor_id=None, job_id=None, actor_state_name="ALIVE")
+    return sorted(a.get("ActorClassName", "") for a in table.values())
+
+
+def _healthy(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(f"{url}/healthz", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
