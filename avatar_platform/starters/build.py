@@ -18,7 +18,7 @@ from pathlib import Path
 from avatar_platform import __version__, starters
 from avatar_platform.core.digest import file_sha256
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.formats.model_folder import is_pickle
+from avatar_platform.formats.model_folder import is_pickle, replace_folder
 
 MAX_BYTES = 25 * 2**20  # a starter travels in the repository and in every installation
 METRIC_KEYS = ("fid", "kid", "geometry", "silhouette_iou", "largest_share", "border_faces")
@@ -73,12 +73,7 @@ def build_starter(
     (staging / "card.json").write_text(json.dumps(full, indent=2) + "\n")
     (staging / "MODEL_CARD.md").write_text(render_markdown(full))
     target = root / name
-    old = root / f".{name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(staging, target)
     return target
 
 
