@@ -59,3 +59,69 @@ def export(
 
     for path in export_images(folder, out, yaw, count, style):
         typer.echo(str(path))
+
+
+@app.command(name="train-view-classifier")
+def train_view_classifier(
+    folder: Path = typer.Argument(..., help="a procedural dataset (its true views are the labels)"),
+    out: Path = typer.Option(..., help="the classifier's model folder"),
+    steps: int = typer.Option(600, min=1, max=100_000, help="training steps"),
+    batch_size: int = typer.Option(64, min=2, max=4096, help="pictures per step"),
+    seed: int = typer.Option(0, min=0, help="training seed (held-out avatars, batches)"),
+) -> None:
+    """Train the view classifier (view bin + yaw) that `dataset audit` and `eval` use."""
+    import shlex
+    import sys
+
+    from avatar_platform.core.paths import user_path
+    from avatar_platform.core.progress import progress_bar
+    from avatar_platform.pipelines.evaluation import view_classifier
+
+    folder, out = user_path(folder), user_path(out)
+    with progress_bar("training", steps) as bar:
+        model, scores = view_classifier.train(
+            folder, steps, batch_size, seed=seed, progress=lambda step: bar.advance(1)
+        )
+    command = "avatar-platform dataset train-view-classifier " + shlex.join(sys.argv[3:] or [str(folder)])
+    view_classifier.save(model, scores, out, command)
+    typer.echo(f"held-out   {scores['held_out_pictures']} pictures of unseen avatars")
+    typer.echo(f"accuracy   {scores['bin_accuracy']:.3f} (view bin)")
+    typer.echo(f"yaw error  {scores['yaw_error_deg']:.1f}° (mean)")
+    typer.echo(f"classifier {out}")
+
+
+@app.command()
+def audit(
+    folder: Path = typer.Argument(..., help="a dataset folder (procedural or controlnet)"),
+    classifier: Path | None = typer.Option(
+        None, help="a view classifier folder (default: the one shipped with avatar-platform)"
+    ),
+    out: Path | None = typer.Option(
+        None, help="folder for audit.json and offenders.png (default: <dataset>/audit)"
+    ),
+    worst: int = typer.Option(24, min=1, max=500, help="offenders in the contact sheet"),
+) -> None:
+    """Pictures whose content disagrees with their camera label: a count per view bin, and the
+    worst offenders in a contact sheet."""
+    import json
+
+    from avatar_platform.core.paths import ensure_writable_dir, user_path
+    from avatar_platform.formats.dataset_card import read_card
+    from avatar_platform.pipelines.evaluation import view_classifier
+    from avatar_platform.pipelines.inference.sampling import write_png
+
+    folder = user_path(folder)
+    read_card(folder)  # a folder that is no dataset fails before the classifier loads
+    model, card = view_classifier.load(user_path(classifier) if classifier else None)
+    summary, offenders, images = view_classifier.audit(folder, model, worst)
+    summary["classifier"] = {k: card.get(k) for k in ("command", "bin_accuracy", "yaw_error_deg")}
+    out = ensure_writable_dir(user_path(out) if out else folder / "audit")
+    (out / "audit.json").write_text(json.dumps({**summary, "offenders": offenders}, indent=2) + "\n")
+    sheet = write_png(view_classifier.contact_sheet(images, offenders), out / "offenders.png")
+    typer.echo(f"{'view':<7} {'pictures':>8} {'disagree':>8} {'mean yaw error':>15}")
+    for name, row in summary["per_view"].items():
+        typer.echo(f"{name:<7} {row['pictures']:>8} {row['disagree']:>8} {row['mean_yaw_error_deg']:>14.1f}°")
+    share = summary["disagree"] / max(summary["pictures"], 1)
+    typer.echo(f"disagree  {summary['disagree']} of {summary['pictures']} pictures ({share:.1%})")
+    typer.echo(f"audit     {out / 'audit.json'}")
+    typer.echo(f"offenders {sheet} (label>seen as, yaw error in degrees)")

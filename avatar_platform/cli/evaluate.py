@@ -18,6 +18,9 @@ def evaluate(
     data: Path = typer.Option(..., help="the dataset to compare with (a `generate` output)"),
     num_samples: int = typer.Option(128, help="renders and dataset pictures for FID/KID"),
     out: Path | None = typer.Option(None, help="output folder (default: $AVATAR_HOME/eval/eval-<time>)"),
+    view_classifier: Path | None = typer.Option(
+        None, help="a view classifier folder for view accuracy (default: the one shipped, if any)"
+    ),
 ) -> None:
     """FID/KID at the dataset's cameras; on procedural data also the geometry error against the
     true busts and the silhouette IoU. Writes metrics.json and report.png."""
@@ -33,7 +36,9 @@ def evaluate(
 
     from avatar_platform.pipelines.evaluation.report import run_eval
 
-    metrics = run_eval(spec, data, out, num_samples)
+    metrics = run_eval(
+        spec, data, out, num_samples, user_path(view_classifier) if view_classifier else "shipped"
+    )
     for key, value in metrics.items():
         if key == "absent":
             for name, why in value.items():

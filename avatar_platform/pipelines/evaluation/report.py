@@ -27,7 +27,9 @@ EVAL_YAWS = (0.0, 90.0, 180.0, -90.0)
 TRUNCATION = 0.7
 MESH_RESOLUTION = 64
 TEMPLATES = 16  # dataset busts a mesh is compared with (the nearest counts)
-VIEW_ACCURACY_ABSENT = "no view classifier is shipped yet"
+VIEW_ACCURACY_ABSENT = (
+    "no view classifier (pass --view-classifier, or train one: dataset train-view-classifier)"
+)
 
 
 def load_rows(data: Path, resolution: int, limit: int | None = None) -> tuple[dict, dict]:
@@ -156,14 +158,25 @@ def geometry_scores(generator, card: dict, seeds=EVAL_SEEDS) -> dict:
     return scores
 
 
-def evaluate(generator, rows: dict, card: dict, samples: int = 128, extractor=None) -> dict:
-    """Every metric this dataset allows, and `absent`: {metric: why not}."""
+def evaluate(
+    generator, rows: dict, card: dict, samples: int = 128, extractor=None, view_classifier=None
+) -> dict:
+    """Every metric this dataset allows, and `absent`: {metric: why not}. `view_classifier`:
+    a ViewClassifier (view accuracy of renders at the dataset's cameras), or None."""
     generator.eval()
     features = "random-cnn"
     if extractor is None:
         extractor, features = feature_extractor()
     metrics = {**image_scores(generator, rows, samples, extractor), "features": features}
-    absent = {"view_accuracy": VIEW_ACCURACY_ABSENT}
+    absent = {}
+    if view_classifier is None:
+        absent["view_accuracy"] = VIEW_ACCURACY_ABSENT
+    else:
+        from avatar_platform.pipelines.evaluation.view_classifier import view_accuracy
+
+        count = min(samples, len(rows["yaw"]))
+        cams = torch.as_tensor(rows["camera"][:count])
+        metrics.update(view_accuracy(generator, view_classifier, np.asarray(rows["yaw"][:count]), cams))
     if "mask" in rows:
         metrics.update(colour_metrics(generator, rows, samples))
     else:
@@ -205,7 +218,9 @@ def write_report(generator, metrics: dict, title: str, path: Path) -> Path:
     return path
 
 
-def run_eval(spec: str, data: Path, out: Path, samples: int = 128) -> dict:
+def run_eval(
+    spec: str, data: Path, out: Path, samples: int = 128, view_classifier: str | Path | None = "shipped"
+) -> dict:
     """Evaluate model `spec` on dataset `data`: OUT/metrics.json and OUT/report.png; the metrics
     also go to the MLflow run when `spec` is `runs:/<id>…`."""
     from avatar_platform.core.paths import ensure_writable_dir
@@ -214,7 +229,13 @@ def run_eval(spec: str, data: Path, out: Path, samples: int = 128) -> dict:
     folder = resolve_model_folder(spec)
     generator = load_generator(folder)
     rows, card = load_rows(data, generator.config.img_resolution, limit=samples)
-    metrics = evaluate(generator, rows, card, samples)
+    classifier = None
+    if view_classifier is not None:
+        from avatar_platform.pipelines.evaluation import view_classifier as views
+
+        if view_classifier != "shipped" or (views.SHIPPED / f"{views.NAME}.json").is_file():
+            classifier = views.load(None if view_classifier == "shipped" else view_classifier)[0]
+    metrics = evaluate(generator, rows, card, samples, view_classifier=classifier)
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
     metrics = {"model": spec, "data": str(data), "step": config.get("step"), **metrics}
     out = ensure_writable_dir(out)

@@ -1,0 +1,111 @@
+"""The view classifier (issue #15): trained on a procedural dataset's true views, saved as a model
+folder, used for view accuracy in `eval` and for `dataset audit`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from avatar_platform.cli.app import main
+from avatar_platform.core.config import resolve_config
+from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.pipelines.datagen.config import GenerateConfig
+from avatar_platform.pipelines.datagen.job import run_generate
+from avatar_platform.pipelines.evaluation import view_classifier as V
+
+
+@pytest.fixture(scope="module")
+def views_dataset(ray_session, tmp_path_factory):
+    overrides = {"num_images": 320, "views_per_avatar": 8, "resolution": 32}
+    out = tmp_path_factory.mktemp("views") / "ds"
+    run_generate(resolve_config(GenerateConfig, "generate", "tiny", overrides=overrides), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(views_dataset, tmp_path_factory):
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    config = V.ViewClassifierConfig(image_size=32, channels=16)
+    model, scores = V.train(views_dataset, steps=600, batch_size=32, config=config, held_out=0.2)
+    folder = V.save(model, scores, tmp_path_factory.mktemp("vc") / "classifier", "test")
+    return model, scores, folder
+
+
+def test_it_learns_the_views_of_avatars_it_never_saw(trained):
+    _, scores, _ = trained
+    assert scores["held_out_pictures"] == 64  # 20 % of the 40 avatars, every view
+    assert scores["bin_accuracy"] > 0.4  # 4 balanced bins: chance is 0.25
+    assert scores["yaw_error_deg"] < 85  # chance: 90°
+
+
+def test_the_folder_round_trips_with_its_card(trained, views_dataset):
+    model, scores, folder = trained
+    loaded, card = V.load(folder)
+    rows, _ = V.dataset_rows(views_dataset, 32, limit=16)
+    a, b = model.predict(rows["image"]), loaded.predict(rows["image"])
+    assert np.array_equal(a["bin"], b["bin"]) and np.allclose(a["yaw"], b["yaw"], atol=1e-4)
+    assert card["bin_accuracy"] == scores["bin_accuracy"] and card["kind"] == "view-classifier"
+
+
+def test_audit_counts_every_picture_once_and_ranks_the_worst(trained, views_dataset):
+    model, _, _ = trained
+    summary, offenders, images = V.audit(views_dataset, model, worst=5)
+    assert summary["pictures"] == 320
+    assert sum(row["pictures"] for row in summary["per_view"].values()) == 320
+    assert summary["disagree"] == sum(row["disagree"] for row in summary["per_view"].values())
+    errors = [o["yaw_error_deg"] for o in offenders]
+    assert errors == sorted(errors, reverse=True) and len(images) == 5
+    sheet = V.contact_sheet(images, offenders)
+    assert sheet.shape[1] == 6 * 96
+
+
+def test_a_controlnet_dataset_cannot_train_it(views_dataset, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ds"
+    shutil.copytree(views_dataset, copy)
+    card = json.loads((copy / "dataset.json").read_text())
+    card["backend"]["backend"] = "controlnet"
+    (copy / "dataset.json").write_text(json.dumps(card))
+    with pytest.raises(AvatarPlatformError, match="true views are not known"):
+        V.train(copy, steps=1)
+
+
+def test_dataset_audit_writes_its_report_and_sheet(trained, views_dataset, tmp_path, capsys):
+    _, _, folder = trained
+    out = tmp_path / "audit"
+    code = main(
+        [
+            "dataset",
+            "audit",
+            str(views_dataset),
+            "--classifier",
+            str(folder),
+            "--out",
+            str(out),
+            "--worst",
+            "4",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code in (0, None), captured.err
+    report = json.loads((out / "audit.json").read_text())
+    assert len(report["offenders"]) == 4 and (out / "offenders.png").is_file()
+    assert "disagree" in captured.out and "front" in captured.out
+
+
+def test_eval_reports_view_accuracy_with_a_classifier(
+    trained, views_dataset, tiny_generator, tmp_path, capsys
+):
+    _, _, folder = trained
+    out = tmp_path / "eval"
+    argv = ["eval", str(tiny_generator), "--data", str(views_dataset), "--num-samples", "16"]
+    code = main([*argv, "--view-classifier", str(folder), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code in (0, None), captured.err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["view_accuracy"] <= 1 and "view_accuracy" not in metrics["absent"]
+    assert "view_accuracy_front" in metrics
