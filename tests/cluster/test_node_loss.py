@@ -22,20 +22,26 @@ from avatar_platform.pipelines.datagen.spec import plan
 LOOPBACK = "127.0.0.1"
 
 
-@pytest.fixture
-def cluster():
-    """A head without CPUs (nothing but the control plane runs there: every task and actor is on
-    a worker node) and two worker nodes with two CPUs each."""
+def _cluster(head_cpus: int, worker_cpus: int):
+    """A head with `head_cpus` and two worker nodes with `worker_cpus` each, all on loopback;
+    yields (cluster, worker nodes) and shuts it down."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 0, "node_ip_address": LOOPBACK, "include_dashboard": False},
+        head_node_args={"num_cpus": head_cpus, "node_ip_address": LOOPBACK, "include_dashboard": False},
     )
-    workers = [cluster.add_node(num_cpus=2, node_ip_address=LOOPBACK) for _ in range(2)]
+    workers = [cluster.add_node(num_cpus=worker_cpus, node_ip_address=LOOPBACK) for _ in range(2)]
     cluster.wait_for_nodes()
     yield cluster, workers
     cluster.shutdown()
+
+
+@pytest.fixture
+def cluster():
+    """A head without CPUs (nothing but the control plane runs there: every task and actor is on
+    a worker node) and two worker nodes with two CPUs each."""
+    yield from _cluster(0, 2)
 
 
 def _actor_nodes(cluster, class_name: str) -> set[str]:
@@ -95,16 +101,7 @@ def test_generate_finishes_when_a_worker_node_is_lost(cluster, tmp_path):
 def small_cluster():
     """A head and two worker nodes with one CPU each: two training workers cannot share a node,
     and one CPU stays free for Ray Data."""
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "node_ip_address": LOOPBACK, "include_dashboard": False},
-    )
-    workers = [cluster.add_node(num_cpus=1, node_ip_address=LOOPBACK) for _ in range(2)]
-    cluster.wait_for_nodes()
-    yield cluster, workers
-    cluster.shutdown()
+    yield from _cluster(1, 1)
 
 
 def _cli(*args: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
