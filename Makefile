@@ -102,6 +102,7 @@ gltf-validator: $(GLTF_VALIDATOR)
 
 test: lint browser gltf-validator
 	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m cluster   # node loss on a simulated multi-node cluster (~4 min)
 
 # the demo's champion behind Ray Serve: web page and API at http://127.0.0.1:8000/
 serve: $(STAMP)

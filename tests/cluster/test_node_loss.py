@@ -40,8 +40,9 @@ def _cluster(head_cpus: int, worker_cpus: int):
 @pytest.fixture
 def cluster():
     """A head without CPUs (nothing but the control plane runs there: every task and actor is on
-    a worker node) and two worker nodes with two CPUs each."""
-    yield from _cluster(0, 2)
+    a worker node) and two worker nodes with three CPUs each: the node left can hold both image
+    actors and still run the read and write tasks (with two CPUs, the actors starved them)."""
+    yield from _cluster(0, 3)
 
 
 def _actor_nodes(cluster, class_name: str) -> set[str]:
