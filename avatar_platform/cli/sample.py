@@ -170,9 +170,18 @@ def sample(
         writer.write(generator, name, ws)
     if refine or tune:
         refine_and_write(
-            generator, picture, candidates, refine, tune, out, writer,
-            source=user_model_spec(model), w_plus=w_plus, fit_camera=fit_camera, views=views,
-        )  # fmt: skip
+            generator,
+            picture,
+            candidates,
+            refine,
+            tune,
+            out,
+            writer,
+            source=user_model_spec(model),
+            w_plus=w_plus,
+            fit_camera=fit_camera,
+            views=views,
+        )
     if walk_pair:
         frames_ = sampling.latent_walk(generator, *walk_pair, frames, truncation, walk_space)
         path = out / f"walk-{walk_pair[0]}-{walk_pair[1]}-{walk_space}.gif"
@@ -221,9 +230,19 @@ class AvatarWriter:
 
 
 def refine_and_write(
-    generator, picture, candidates, refine: int, tune: int, out: Path, writer: AvatarWriter,
-    *, source: str, w_plus: bool, fit_camera: bool, views: int,
-) -> None:  # fmt: skip
+    generator,
+    picture,
+    candidates,
+    refine: int,
+    tune: int,
+    out: Path,
+    writer: AvatarWriter,
+    *,
+    source: str,
+    w_plus: bool,
+    fit_camera: bool,
+    views: int,
+) -> None:
     """`--refine`/`--tune`: fit the avatar to the picture, then write `refined/` (a model folder:
     sample --model it), the loss curve, the before/after views and the refined avatar's
     turntable and mesh."""
@@ -240,9 +259,15 @@ def refine_and_write(
         typer.echo("refine   the model has no style diffusion: the projection starts from the mean w")
     with progress_bar("refining", refine + tune) as bar:
         result = refining.refine(
-            generator, target, candidates, refine, tune, w_plus=w_plus, fit_camera=fit_camera,
+            generator,
+            target,
+            candidates,
+            refine,
+            tune,
+            w_plus=w_plus,
+            fit_camera=fit_camera,
             progress=lambda step, record: bar.advance(1),
-        )  # fmt: skip
+        )
     typer.echo(f"refine   start: {result.start}; perceptual features: {result.features}")
     steps = [r for r in result.losses if r["phase"] != "start"]
     if steps:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -206,8 +207,6 @@ def train(
 
 def save(model: ViewClassifier, scores: dict, folder: Path, command: str) -> Path:
     """The model folder, written beside and renamed into place."""
-    import shutil
-
     from avatar_platform.formats.model_folder import replace_folder
 
     folder = Path(folder)

@@ -238,16 +238,16 @@ class StyleAvatar3DModel:
                 )
         return pd.DataFrame(rows, columns=["request", "sample", "views_png", "mesh_glb"])
 
-    def avatars(self, request: AvatarRequest) -> list[torch.Tensor]:
+    def avatars(self, request: AvatarRequest, picture=None) -> list[torch.Tensor]:
         """The ws (1, num_ws, w_dim) of each avatar a request asks for (the diffusion's samples
-        for a picture; a refined request's are in `avatar_list`)."""
+        for a picture, `picture` when it is already decoded; a refined request's are in
+        `avatar_list`)."""
         if request.seed is not None:
             return [sampling.ws_for_seed(self.generator, request.seed, request.truncation)]
         from avatar_platform.pipelines.inference.style_sampling import ws_from_image
 
-        ws = ws_from_image(
-            self.folder, self.generator, self._picture(request), request.num_samples, request.guidance
-        )
+        picture = picture or self._picture(request)
+        ws = ws_from_image(self.folder, self.generator, picture, request.num_samples, request.guidance)
         return [ws[i : i + 1] for i in range(len(ws))]
 
     def avatar_list(self, request: AvatarRequest) -> list[Avatar]:
@@ -261,7 +261,7 @@ class StyleAvatar3DModel:
         picture = self._picture(request)
         device = next(self.generator.parameters()).device
         target = image_tensor(picture, self.generator.config.img_resolution)[None].to(device)
-        candidates = torch.cat(self.avatars(request))
+        candidates = torch.cat(self.avatars(request, picture))
         with torch.enable_grad():
             result = refine(self.generator, target, candidates, request.refine, request.tune)
         return [Avatar(result.ws, result.generator)]

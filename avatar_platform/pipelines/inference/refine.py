@@ -18,6 +18,7 @@ import copy
 import hashlib
 import json
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,6 @@ PIVOT_FILE = "pivot.safetensors"
 AVATAR_CARD = "avatar.json"
 PERCEPTUAL_WEIGHT = 1.0
 LOCALITY_WEIGHT = 0.1  # PTI's λ for its locality regulariser
-LOCALITY_EVERY = 1
 LOCALITY_SHARE = 0.5  # how far from the pivot towards a random w the locality codes lie
 
 
@@ -266,7 +266,7 @@ def pivotal_tune(
     for step in range(1, steps + 1):
         image = tuned.synthesis(ws, c)["image"]
         loss, terms = reconstruction_loss(image, picture_at(target, image.shape[-1]), features)
-        if LOCALITY_WEIGHT and step % LOCALITY_EVERY == 0:
+        if LOCALITY_WEIGHT:
             z = torch.randn(1, source.config.z_dim, generator=rng)
             with torch.no_grad():
                 w_random = ws_for(source, z, 1.0)
@@ -355,8 +355,6 @@ def save_refined(result: RefineResult, folder: Path, *, source: str, picture_has
 
     folder = Path(folder)
     staging = folder.with_name(f".{folder.name}-staging")
-    import shutil
-
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     result.generator.save_pretrained(staging, "generator_ema")
