@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -12,6 +13,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ.pop("RAY_ADDRESS", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+# a home for whatever runs outside a test's own (module fixtures): never the checkout's .avatar/
+os.environ["AVATAR_HOME"] = tempfile.mkdtemp(prefix="avatar-test-home-")
 
 
 @pytest.fixture(autouse=True)

@@ -143,16 +143,9 @@ def generate(
         typer.echo(json.dumps({"out": str(out), "generate": cfg.model_dump(mode="json")}, indent=2))
         return
 
-    from avatar_platform.core.config import save_resolved
-    from avatar_platform.core.ray_runtime import check_ray_address
-    from avatar_platform.formats.dataset_card import write_preview
-    from avatar_platform.pipelines.datagen.job import run_generate
+    from avatar_platform.pipelines.datagen.job import EXPERIMENT, run_generate
 
-    check_ray_address(ray_address)
-    echo_err(f"generating {cfg.num_images} images ({cfg.backend}, {cfg.resolution}²) into {out}")
-    summary = run_generate(cfg, out, ray_address)
-    save_resolved(cfg, summary.out / "config.resolved.json")
-    preview_path = write_preview(summary.out) if preview else None
+    summary = run_generate(cfg, out, ray_address, track=track, preview=preview, announce=echo_err)
     if summary.generated_now == 0:
         echo_err(f"already complete: {summary.images} images in {summary.out}")
     else:
@@ -161,35 +154,13 @@ def generate(
             f"done: {summary.generated_now} images in {summary.seconds:.1f} s "
             f"({summary.images_per_second:.2f} images/s){resumed}"
         )
-    run_id = _track(cfg, summary, preview_path) if track and summary.generated_now else None
     typer.echo(f"dataset  {summary.out}")
     typer.echo(f"card     {summary.out / 'dataset.json'}")
-    if preview_path:
-        typer.echo(f"preview  {preview_path}")
-    if run_id:
-        typer.echo(f"mlflow   run {run_id} (experiment 'generate')")
+    if summary.preview:
+        typer.echo(f"preview  {summary.preview}")
+    if summary.run_id:
+        typer.echo(f"mlflow   run {summary.run_id} (experiment '{EXPERIMENT}')")
     typer.echo(f"next     avatar-platform dataset info {summary.out}")
-
-
-def _track(cfg, summary, preview_path) -> str:
-    """Log the run's config, throughput and card to MLflow; returns the run id."""
-    from avatar_platform.core.tracking import configure_mlflow, flatten_params
-
-    mlflow = configure_mlflow("generate")
-    with mlflow.start_run(run_name=f"generate-{summary.out.name}") as run:
-        mlflow.log_params(flatten_params(cfg.model_dump(mode="json")))
-        mlflow.log_metrics(
-            {
-                "images": summary.images,
-                "generated_now": summary.generated_now,
-                "images_per_second": summary.images_per_second,
-            }
-        )
-        mlflow.set_tag("dataset", str(summary.out))
-        mlflow.log_artifact(str(summary.out / "dataset.json"))
-        if preview_path:
-            mlflow.log_artifact(str(preview_path))
-        return run.info.run_id
 
 
 def styles() -> None:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from avatar_platform.pipelines.datagen.stages import (
     write_part,
 )
 
+EXPERIMENT = "generate"
 WORK_DIR = "_work"
 DATA_DIR = "data"
 
@@ -47,6 +49,8 @@ class GenerateSummary:
     generated_now: int
     seconds: float
     resumed_from: int
+    preview: Path | None = None
+    run_id: str | None = None  # the MLflow run of this call (none when nothing was generated)
 
     @property
     def images_per_second(self) -> float:
@@ -238,10 +242,59 @@ def _deduplicate(data_dir: Path, parts: dict[str, list[str]]) -> dict[str, list[
     return parts
 
 
-def run_generate(config: GenerateConfig, out: Path, ray_address: str | None = None) -> GenerateSummary:
-    """Generate (or finish) the dataset of `config` in `out`."""
+def run_generate(
+    config: GenerateConfig,
+    out: Path,
+    ray_address: str | None = None,
+    *,
+    track: bool = True,
+    preview: bool = True,
+    announce: Callable[[str], None] | None = None,
+) -> GenerateSummary:
+    """Generate (or finish) the dataset of `config` in `out`, with `config.resolved.json` and,
+    when asked, `preview.png` and an MLflow run in the experiment `generate` (config, throughput,
+    card and preview; none when the dataset was already complete). `announce` is told what is
+    about to be made once the inputs and the cluster are checked."""
+    from dataclasses import replace
+
+    from avatar_platform.core.config import save_resolved
+    from avatar_platform.formats.dataset_card import write_preview
+
+    summary = _generate(config, out, ray_address, announce)
+    save_resolved(config, summary.out / "config.resolved.json")
+    if preview:
+        summary = replace(summary, preview=write_preview(summary.out))
+    if track and summary.generated_now:
+        summary = replace(summary, run_id=record_run(config, summary))
+    return summary
+
+
+def record_run(config: GenerateConfig, summary: GenerateSummary) -> str:
+    """Log a generate run's config, throughput and card (and preview) to MLflow; its run id."""
+    from avatar_platform.core.tracking import configure_mlflow, flatten_params
+
+    mlflow = configure_mlflow(EXPERIMENT)
+    with mlflow.start_run(run_name=f"generate-{summary.out.name}") as run:
+        mlflow.log_params(flatten_params(config.model_dump(mode="json")))
+        mlflow.log_metrics(
+            {
+                "images": summary.images,
+                "generated_now": summary.generated_now,
+                "images_per_second": summary.images_per_second,
+            }
+        )
+        mlflow.set_tag("dataset", str(summary.out))
+        mlflow.log_artifact(str(summary.out / "dataset.json"))
+        if summary.preview:
+            mlflow.log_artifact(str(summary.preview))
+        return run.info.run_id
+
+
+def _generate(config: GenerateConfig, out: Path, ray_address: str | None, announce) -> GenerateSummary:
     check_inputs(config)
     check_ray_address(ray_address)
+    if announce is not None:
+        announce(f"generating {config.num_images} images ({config.backend}, {config.resolution}²) into {out}")
     if ray_address or os.environ.get("RAY_ADDRESS"):
         from avatar_platform.core.ray_runtime import init_ray
 

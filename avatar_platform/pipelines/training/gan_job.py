@@ -34,9 +34,11 @@ def run_train_gan(
     track: bool = True,
     max_failures: int = 2,
     init: str | Path | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> TrainSummary:
     """Train (or continue training) the GAN on the dataset in `data`; `init`: start from that
-    GAN's weights (a folder or an MLflow URI) with a fresh optimiser and schedule."""
+    GAN's weights (a folder or an MLflow URI) with a fresh optimiser and schedule; `extra_tags`:
+    more tags of the MLflow run (an ablation names its arm)."""
     data = user_path(data)  # shard paths reach Ray tasks, whose working folder is not ours
     card, files = open_dataset(data, config.generator.img_resolution, config.batch_size)
     config = with_dataset_masks(config, dataset_has_masks(card, files))
@@ -62,7 +64,7 @@ def run_train_gan(
             EXPERIMENT,
             f"gan-{out.name}",
             config,
-            tags={"dataset": str(data), "output": str(out)},
+            tags={"dataset": str(data), "output": str(out), **(extra_tags or {})},
             extra_params={
                 "dataset.num_images": card["num_images"],
                 "init": str(init) if init is not None else "none",

@@ -131,6 +131,23 @@ def test_rerun_of_a_complete_dataset_does_nothing(procedural_dataset):
     assert before == {p.name: p.stat().st_mtime_ns for p in (out / "data").iterdir()}
 
 
+def test_run_generate_called_from_python_leaves_its_mlflow_record_and_preview(ray_session, tmp_path):
+    import mlflow
+
+    from avatar_platform.core.tracking import point_mlflow
+
+    config = _config(num_images=8, styles=["pixar"], views_per_avatar=4)
+    summary = run_generate(config, tmp_path / "ds")
+    assert summary.preview == tmp_path / "ds" / "preview.png" and summary.preview.is_file()
+    assert (tmp_path / "ds" / "config.resolved.json").is_file()
+    point_mlflow()
+    run = mlflow.MlflowClient().get_run(summary.run_id)
+    assert run.data.params["num_images"] == "8" and run.data.metrics["generated_now"] == 8
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(summary.run_id)}
+    assert {"dataset.json", "preview.png"} <= artifacts
+    assert run_generate(config, tmp_path / "ds").run_id is None  # nothing generated, nothing logged
+
+
 def test_a_second_config_into_the_same_folder_is_refused(procedural_dataset):
     from avatar_platform.core.errors import AvatarPlatformError
 
