@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,19 +140,44 @@ def resume_from_checkpoint(trainer, logger: RunLogger) -> None:
         logger.metrics({"resumed_from_step": trainer.step}, trainer.step)
 
 
+def due(step: int, every: int, last: bool) -> bool:
+    """Every `every` steps and at the last step; `every` = 0: at the last step only."""
+    return last or (every > 0 and step % every == 0)
+
+
 def training_steps(
-    trainer, steps: int, log_every: int, loop_config: dict, rank: int, logger: RunLogger
+    trainer,
+    steps: int,
+    log_every: int,
+    loop_config: dict,
+    rank: int,
+    logger: RunLogger,
+    batches: Iterable | None = None,
+    images_per_step: int | None = None,
 ) -> Iterator[tuple[int, dict, bool]]:
-    """`trainer.train_step()` until step `steps`; after each, rank 0's progress file is written,
-    and every `log_every` steps (and at the last) the metrics go to MLflow. Yields
-    (step, metrics, last) for the loop's own samples, evaluations and checkpoints."""
+    """`trainer.train_step()` (or `train_step(batch)` for each of `batches`, which must not run
+    out) until step `steps`; after each, rank 0's progress file is written, and every `log_every`
+    steps (and at the last) the metrics go to MLflow. With `images_per_step` the metrics also
+    hold `throughput_images_per_second`, wall clock between steps (data loading and reporting
+    included) from the third step on. Yields (step, metrics, last) for the loop's own samples,
+    evaluations and checkpoints."""
     progress = loop_config.get("progress_file")
+    source = iter(batches) if batches is not None else None
+    warm: tuple[int, float] | None = None  # (step, time) where throughput is measured from
     while trainer.step < steps:
-        metrics = trainer.train_step()
+        metrics = trainer.train_step() if source is None else trainer.train_step(next(source))
         step, last = trainer.step, trainer.step == steps
+        if images_per_step is not None:
+            if warm is None and step >= min(2, steps - 1):
+                warm = (step, time.perf_counter())
+            elif warm is not None:
+                seconds = time.perf_counter() - warm[1]
+                metrics["throughput_images_per_second"] = (
+                    (step - warm[0]) * images_per_step / max(seconds, 1e-9)
+                )
         if rank == 0 and progress:
             write_progress(Path(progress), step, metrics)
-        if step % log_every == 0 or last:
+        if due(step, log_every, last):
             logger.metrics(metrics, step)
         yield step, metrics, last
 
