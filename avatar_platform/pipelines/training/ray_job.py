@@ -374,7 +374,13 @@ def prepare(
     writable and right for `resume`, the resolved config is saved. Returns (out, use GPUs)."""
     from avatar_platform.core.config import save_resolved
     from avatar_platform.core.paths import ensure_writable_dir, removed_if_failed, user_path
-    from avatar_platform.core.ray_runtime import check_ray_address, gpus_to_use, init_ray, require_resources
+    from avatar_platform.core.ray_runtime import (
+        check_ray_address,
+        gpus_to_use,
+        init_ray,
+        require_resources,
+        require_shared_folder,
+    )
 
     check_ray_address(ray_address)
     out = user_path(out)
@@ -387,6 +393,7 @@ def prepare(
         else:
             gpu = gpus_to_use(config.gpus, config.workers, config.gpu_wait_s, f"{config.workers} workers")
         require_resources(config.workers, {"num_cpus": 1, **({"num_gpus": 1} if gpu else {})})
+        require_shared_folder(out)  # checkpoints are written by the workers, read here
     save_resolved(config, out / "config.resolved.json")
     return out, gpu
 
