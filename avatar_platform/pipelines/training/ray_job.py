@@ -25,6 +25,7 @@ from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.progress import progress_bar
 from avatar_platform.core.tracking import (
     configure_mlflow,
+    ended_on_error,
     flatten_params,
     point_mlflow,
     reopen_run,
@@ -490,3 +491,35 @@ def fit(
         client.log_artifacts(run_id, str(model), "model")
         client.set_terminated(run_id)
     return TrainSummary(out, model, int(metrics.get("step", steps)), seconds, run_id, metrics)
+
+
+def tracked_fit(
+    loop: Callable[[dict], None],
+    loop_config: dict,
+    config,
+    *,
+    out: Path,
+    gpu: bool,
+    experiment: str,
+    run_name: str,
+    tags: dict,
+    track: bool,
+    max_failures: int,
+    extra_params: dict | None = None,
+    datasets: dict | None = None,
+) -> TrainSummary:
+    """`fit` inside its MLflow run (started, or reopened on `--resume`, when `track`), which ends
+    KILLED on Ctrl-C and FAILED on any other error."""
+    run_id = start_run(out, experiment, run_name, config, tags, extra_params) if track else None
+    with ended_on_error(run_id):
+        return fit(
+            loop,
+            loop_config,
+            out=out,
+            workers=config.workers,
+            gpu=gpu,
+            steps=config.steps,
+            max_failures=max_failures,
+            run_id=run_id,
+            datasets=datasets,
+        )
