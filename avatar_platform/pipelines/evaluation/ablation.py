@@ -110,7 +110,8 @@ class Arm:
 
 
 def arms_of(config: AblationConfig) -> list[Arm]:
-    return [Arm(n, m, s) for n in config.noise_levels for s in config.seeds for m in config.modes]
+    """Seed by seed: a cut ablation has whole comparisons (every noise × mode) for its first seeds."""
+    return [Arm(n, m, s) for s in config.seeds for n in config.noise_levels for m in config.modes]
 
 
 @dataclass
