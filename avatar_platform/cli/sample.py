@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.formats.avatar_spec import FRAMES, MAX_VIEWS, TRUNCATION, VIEWS
 
 MESH_SMOOTH = 5  # = sampling.MESH_SMOOTH (not imported here: it imports torch)
 
@@ -50,10 +51,10 @@ def sample(
     guidance: float | None = typer.Option(
         None, min=0.0, max=30.0, help="guidance λ for --image (default: the model's)"
     ),
-    views: int = typer.Option(4, min=1, max=64, help="views per seed in the grid"),
-    truncation: float = typer.Option(0.7, min=0.0, max=1.0, help="truncation ψ (1 = none)"),
+    views: int = typer.Option(VIEWS, min=1, max=MAX_VIEWS, help="views per seed in the grid"),
+    truncation: float = typer.Option(TRUNCATION, min=0.0, max=1.0, help="truncation ψ (1 = none)"),
     turntable: bool = typer.Option(True, help="a turntable GIF per seed"),
-    frames: int = typer.Option(24, min=2, max=360, help="frames of turntables and walks"),
+    frames: int = typer.Option(FRAMES, min=2, max=360, help="frames of turntables and walks"),
     walk: str | None = typer.Option(None, help="a latent walk between two seeds, e.g. '0,1'"),
     walk_space: str = typer.Option("w", help="interpolate in w or z"),
     mesh: bool = typer.Option(False, help="export a mesh per seed"),

@@ -195,3 +195,58 @@ def gpus_to_use(mode: str, needed: float, wait_s: float, what: str, poll_s: floa
                 "--gpu-wait SECONDS, or pass --gpus auto to run where there are none",
             )
         time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
+
+
+def nodes_not_seeing(folder, timeout_s: float = 60.0) -> tuple[list[str], int]:
+    """(the alive nodes that cannot read a file written into `folder` here, how many nodes are
+    alive). A token file is written, a zero-CPU task on every node reads it back, the file is
+    removed. One node (a local Ray): ([], 1), nothing written."""
+    import uuid
+    from pathlib import Path
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if len(nodes) <= 1:
+        return [], len(nodes)
+    token = uuid.uuid4().hex
+    marker = Path(folder) / f".visible-{token}"
+    marker.write_text(token)
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def reads(path: str, expected: str) -> bool:
+        try:
+            return Path(path).read_text() == expected
+        except OSError:
+            return False
+
+    try:
+        refs = [
+            reads.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ).remote(str(marker), token)
+            for node in nodes
+        ]
+        seen = ray.get(refs, timeout=timeout_s)
+    finally:
+        marker.unlink(missing_ok=True)
+    blind = [
+        f"{node.get('NodeManagerAddress', '?')} ({node['NodeID'][:8]})"
+        for node, ok in zip(nodes, seen, strict=True)
+        if not ok
+    ]
+    return blind, len(nodes)
+
+
+def require_shared_folder(folder, what: str = "--out") -> None:
+    """On a multi-node cluster, `folder` must be the same folder on every node: the workers write
+    parts and checkpoints into it, and the driver reads them back. One clear error if not."""
+    blind, total = nodes_not_seeing(folder)
+    if blind:
+        raise AvatarPlatformError(
+            f"{what} '{folder}' is not visible from {len(blind)} of the cluster's {total} nodes "
+            f"({', '.join(blind)}): it is on this machine's own disk",
+            expected="a folder every node mounts at the same path (NFS, EFS, a ReadWriteMany volume)",
+            fix="pass a folder on shared storage (docs/operations.md, 'Where state lives')",
+        )

@@ -10,9 +10,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from avatar_platform.formats.avatar_spec import FRAMES, MAX_SEED, MESH_RESOLUTION, TRUNCATION, VIEWS
 from avatar_platform.serve.config import ServeConfig
-
-MAX_SEED = 2**63 - 1  # torch's seeds are int64
 
 
 class _Body(BaseModel):
@@ -22,15 +21,15 @@ class _Body(BaseModel):
 class AvatarOptions(_Body):
     """How to render each avatar of a request."""
 
-    views: int = Field(4, ge=1, description="views around the head, front first")
+    views: int = Field(VIEWS, ge=1, description="views around the head, front first")
     resolution: int | None = Field(
         None, ge=16, description="side of each returned view (default: the model's own)"
     )
     mesh: bool = Field(False, description="also extract a GLB mesh")
-    mesh_resolution: int = Field(64, ge=16, description="marching-cubes grid side")
+    mesh_resolution: int = Field(MESH_RESOLUTION, ge=16, description="marching-cubes grid side")
     turntable: bool = Field(True, description="also render a turntable GIF")
-    frames: int = Field(24, ge=2, description="turntable frames")
-    truncation: float = Field(0.7, ge=0.0, le=1.0, description="truncation ψ (1 = none)")
+    frames: int = Field(FRAMES, ge=2, description="turntable frames")
+    truncation: float = Field(TRUNCATION, ge=0.0, le=1.0, description="truncation ψ (1 = none)")
 
 
 class SeedsRequest(AvatarOptions):

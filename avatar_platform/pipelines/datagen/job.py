@@ -22,9 +22,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.core.paths import atomic_write_bytes, ensure_writable_dir
+from avatar_platform.core.paths import atomic_write_bytes, ensure_writable_dir, removed_if_failed
 from avatar_platform.core.progress import progress_bar
-from avatar_platform.core.ray_runtime import check_ray_address, gpus_to_use, require_resources
+from avatar_platform.core.ray_runtime import (
+    check_ray_address,
+    gpus_to_use,
+    require_resources,
+    require_shared_folder,
+)
 from avatar_platform.formats.dataset_card import write_card
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.spec import plan
@@ -293,14 +298,18 @@ def record_run(config: GenerateConfig, summary: GenerateSummary) -> str:
 def _generate(config: GenerateConfig, out: Path, ray_address: str | None, announce) -> GenerateSummary:
     check_inputs(config)
     check_ray_address(ray_address)
-    if announce is not None:
-        announce(f"generating {config.num_images} images ({config.backend}, {config.resolution}²) into {out}")
-    if ray_address or os.environ.get("RAY_ADDRESS"):
+    on_cluster = bool(ray_address or os.environ.get("RAY_ADDRESS"))
+    if on_cluster:
         from avatar_platform.core.ray_runtime import init_ray
 
         # a cluster is joined before anything is written: one that times out leaves no _work/
         init_ray(ray_address, min_cpus=config.workers + 2)
-    out = ensure_writable_dir(out)
+    with removed_if_failed(out):
+        out = ensure_writable_dir(out)
+        if on_cluster:  # the image actors' nodes write the parts
+            require_shared_folder(out)
+    if announce is not None:
+        announce(f"generating {config.num_images} images ({config.backend}, {config.resolution}²) into {out}")
     card = out / "dataset.json"
     if card.exists():
         existing = json.loads(card.read_text())

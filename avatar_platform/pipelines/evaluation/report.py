@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.formats.avatar_spec import TRUNCATION
 
 EVAL_SEEDS = (0, 1, 2, 3)
 EVAL_YAWS = (0.0, 90.0, 180.0, -90.0)
-TRUNCATION = 0.7
 MESH_RESOLUTION = 64
 TEMPLATES = 16  # dataset busts a mesh is compared with (the nearest counts)
 VIEW_ACCURACY_ABSENT = (

@@ -31,6 +31,7 @@ from torch import nn
 
 from avatar_platform.core.config import StrictConfig
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.formats.avatar_spec import TRUNCATION
 from avatar_platform.models.checkpoint import load_module, save_module
 from avatar_platform.pipelines.poses.view_bins import COARSE_VIEW_NAMES, coarse_view_bin
 
@@ -246,7 +247,7 @@ def view_accuracy(
     images = []
     with torch.no_grad():
         for i in range(0, len(cameras), 16):
-            ws = ws_for(generator, z[i : i + 16], 0.7)
+            ws = ws_for(generator, z[i : i + 16], TRUNCATION)
             images.append(generator.synthesis(ws, cameras[i : i + 16].float())["image"].clamp(-1, 1))
     found = classifier.predict(torch.cat(images))
     truth_bins = coarse_view_bin(yaws)

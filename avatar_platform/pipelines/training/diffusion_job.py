@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from avatar_platform.core.paths import user_model_spec
-from avatar_platform.core.tracking import ended_on_error
 from avatar_platform.formats.model_folder import load_generator, resolve_model_folder
 from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
 from avatar_platform.pipelines.training.diffusion_loop import train_diffusion_loop
-from avatar_platform.pipelines.training.ray_job import TrainSummary, fit, prepare, start_run
+from avatar_platform.pipelines.training.ray_job import TrainSummary, prepare, tracked_fit
 
 EXPERIMENT = "train-diffusion"
 
@@ -48,24 +47,16 @@ def run_train_diffusion(
     """Train (or continue training) the style diffusion of `generator`."""
     config, generator_folder = check_inputs(config, generator)
     out, gpu = prepare(config, out, resume=resume, ray_address=ray_address)
-    run_id = None
-    if track:
-        run_id = start_run(
-            out,
-            EXPERIMENT,
-            f"diffusion-{out.name}",
-            config,
-            tags={"generator": user_model_spec(generator), "output": str(out)},
-        )
     loop_config = {"config": config.model_dump(mode="json"), "generator": str(generator_folder)}
-    with ended_on_error(run_id):
-        return fit(
-            train_diffusion_loop,
-            loop_config,
-            out=out,
-            workers=config.workers,
-            gpu=gpu,
-            steps=config.steps,
-            max_failures=max_failures,
-            run_id=run_id,
-        )
+    return tracked_fit(
+        train_diffusion_loop,
+        loop_config,
+        config,
+        out=out,
+        gpu=gpu,
+        experiment=EXPERIMENT,
+        run_name=f"diffusion-{out.name}",
+        tags={"generator": user_model_spec(generator), "output": str(out)},
+        track=track,
+        max_failures=max_failures,
+    )

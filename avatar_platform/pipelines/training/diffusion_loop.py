@@ -8,6 +8,7 @@ from functools import partial
 from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
 from avatar_platform.pipelines.training.diffusion_trainer import DiffusionTrainer
 from avatar_platform.pipelines.training.ray_job import (
+    due,
     report_checkpoint,
     resume_from_checkpoint,
     training_steps,
@@ -29,11 +30,11 @@ def train_diffusion_loop(loop_config: dict) -> None:
     for step, metrics, last in training_steps(
         trainer, config.steps, config.log_every, loop_config, rank, logger
     ):
-        if held_out is not None and (last or (config.eval_every and step % config.eval_every == 0)):
+        if held_out is not None and due(step, config.eval_every, last):
             evaluation = trainer.evaluate(*held_out)
             grid = trainer.comparison_grid(*held_out)
             logger.metrics(evaluation, step)
             logger.image(grid, f"eval/step-{step:07d}.png")
-        if step % config.checkpoint_every == 0 or last:
+        if due(step, config.checkpoint_every, last):
             save = partial(trainer.save, metrics=dict(evaluation), grid=grid)
             report_checkpoint(step, {**metrics, **evaluation}, save, rank)

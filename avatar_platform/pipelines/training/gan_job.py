@@ -10,7 +10,6 @@ from pathlib import Path
 
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.paths import user_path
-from avatar_platform.core.tracking import ended_on_error
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig, with_dataset_masks
 from avatar_platform.pipelines.training.gan_data import (
     dataset_has_masks,
@@ -19,7 +18,7 @@ from avatar_platform.pipelines.training.gan_data import (
     shuffle_rows,
 )
 from avatar_platform.pipelines.training.gan_loop import train_gan_loop
-from avatar_platform.pipelines.training.ray_job import TrainSummary, describe_error, fit, prepare, start_run
+from avatar_platform.pipelines.training.ray_job import TrainSummary, describe_error, prepare, tracked_fit
 
 EXPERIMENT = "train-gan"
 
@@ -57,39 +56,32 @@ def run_train_gan(
             f"cannot read the dataset '{data}' ({describe_error(err)})",
             fix="regenerate the dataset (avatar-platform dataset info --verify checks it)",
         ) from None
-    run_id = None
-    if track:
-        run_id = start_run(
-            out,
-            EXPERIMENT,
-            f"gan-{out.name}",
-            config,
-            tags={"dataset": str(data), "output": str(out), **(extra_tags or {})},
-            extra_params={
-                "dataset.num_images": card["num_images"],
-                "init": str(init) if init is not None else "none",
-            },
-        )
-    with ended_on_error(run_id):
-        return fit(
-            train_gan_loop,
-            {
-                "config": config.model_dump(mode="json"),
-                "init": str(parent) if parent else None,
-                "init_label": str(init) if init is not None else None,
-                "shuffle_rows": shuffle_rows(
-                    card["num_images"],
-                    config.generator.img_resolution,
-                    masks,
-                    config.workers,
-                    config.batch_size // config.workers,
-                ),
-            },
-            out=out,
-            workers=config.workers,
-            gpu=gpu,
-            steps=config.steps,
-            max_failures=max_failures,
-            run_id=run_id,
-            datasets={"train": dataset},
-        )
+    loop_config = {
+        "config": config.model_dump(mode="json"),
+        "init": str(parent) if parent else None,
+        "init_label": str(init) if init is not None else None,
+        "shuffle_rows": shuffle_rows(
+            card["num_images"],
+            config.generator.img_resolution,
+            masks,
+            config.workers,
+            config.batch_size // config.workers,
+        ),
+    }
+    return tracked_fit(
+        train_gan_loop,
+        loop_config,
+        config,
+        out=out,
+        gpu=gpu,
+        experiment=EXPERIMENT,
+        run_name=f"gan-{out.name}",
+        tags={"dataset": str(data), "output": str(out), **(extra_tags or {})},
+        track=track,
+        max_failures=max_failures,
+        extra_params={
+            "dataset.num_images": card["num_images"],
+            "init": str(init) if init is not None else "none",
+        },
+        datasets={"train": dataset},
+    )

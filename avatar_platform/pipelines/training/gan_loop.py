@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,10 +16,11 @@ from avatar_platform.pipelines.training.fid_tracker import FidTracker
 from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
 from avatar_platform.pipelines.training.gan_trainer import GanTrainer
 from avatar_platform.pipelines.training.ray_job import (
+    due,
     report_checkpoint,
     resume_from_checkpoint,
+    training_steps,
     worker_setup,
-    write_progress,
 )
 
 SAMPLE_SEEDS = (0, 1, 2, 3)
@@ -67,41 +67,35 @@ def train_gan_loop(loop_config: dict) -> None:
     shard = ray.train.get_dataset_shard("train")
     fid = FidTracker(config.fid_samples if rank == 0 else 0)
     best = BestModel(loop_config.get("out") if rank == 0 else None, config.keep_best)
-    metrics: dict[str, float] = {}
-    warm = {"step": None, "time": 0.0}  # throughput is measured after the first steps
-    while trainer.step < config.steps:
-        batches = shard.iter_torch_batches(
-            batch_size=trainer.per_worker_batch,
-            drop_last=True,
-            local_shuffle_buffer_size=loop_config.get("shuffle_rows") or 4 * trainer.per_worker_batch,
-        )
-        for batch in batches:
-            fid.collect(batch)
-            metrics = trainer.train_step(batch)
-            step = trainer.step
-            if warm["step"] is None and step >= min(2, config.steps - 1):
-                warm.update(step=step, time=time.perf_counter())
-            elif warm["step"] is not None:
-                # wall clock between steps, data loading and reporting included
-                seconds = time.perf_counter() - warm["time"]
-                metrics["throughput_images_per_second"] = (
-                    (step - warm["step"]) * config.batch_size / max(seconds, 1e-9)
-                )
-            if rank == 0 and loop_config.get("progress_file"):
-                write_progress(Path(loop_config["progress_file"]), step, metrics)
-            if step % config.log_every == 0 or step == config.steps:
-                logger.metrics(metrics, step)
-            last = step == config.steps
-            if fid.ready and (last or (config.fid_every and step % config.fid_every == 0)):
-                scores = fid.score(trainer.G_ema)
-                if best.offer(scores, step, trainer.save):
-                    scores = {**scores, "best_fid": best.fid}
-                logger.metrics(scores, step)
-                metrics.update(scores)  # into this step's report: model/metrics.json keeps the FID
-            if rank == 0 and (step % config.sample_every == 0 or step == config.steps):
-                grid = view_grid(trainer.G_ema, list(SAMPLE_SEEDS))
-                logger.image(grid, f"samples/step-{step:07d}.png")
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                report_checkpoint(step, metrics, trainer.save, rank)
-            if step >= config.steps:
-                break
+
+    def epochs():  # the shard, pass after pass; rank 0's FID tracker keeps real pictures
+        while True:
+            for batch in shard.iter_torch_batches(
+                batch_size=trainer.per_worker_batch,
+                drop_last=True,
+                local_shuffle_buffer_size=loop_config.get("shuffle_rows") or 4 * trainer.per_worker_batch,
+            ):
+                fid.collect(batch)
+                yield batch
+
+    for step, metrics, last in training_steps(
+        trainer,
+        config.steps,
+        config.log_every,
+        loop_config,
+        rank,
+        logger,
+        batches=epochs(),
+        images_per_step=config.batch_size,
+    ):
+        if fid.ready and due(step, config.fid_every, last):
+            scores = fid.score(trainer.G_ema)
+            if best.offer(scores, step, trainer.save):
+                scores = {**scores, "best_fid": best.fid}
+            logger.metrics(scores, step)
+            metrics.update(scores)  # into this step's report: model/metrics.json keeps the FID
+        if rank == 0 and due(step, config.sample_every, last):
+            grid = view_grid(trainer.G_ema, list(SAMPLE_SEEDS))
+            logger.image(grid, f"samples/step-{step:07d}.png")
+        if due(step, config.checkpoint_every, last):
+            report_checkpoint(step, metrics, trainer.save, rank)

@@ -9,11 +9,10 @@ from pathlib import Path
 
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.paths import user_path
-from avatar_platform.core.tracking import ended_on_error
 from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
 from avatar_platform.pipelines.training.lora_data import TrainingImage, load_training_images
 from avatar_platform.pipelines.training.lora_loop import train_lora_loop
-from avatar_platform.pipelines.training.ray_job import TrainSummary, fit, prepare, start_run
+from avatar_platform.pipelines.training.ray_job import TrainSummary, prepare, tracked_fit
 
 EXPERIMENT = "train-lora"
 
@@ -52,25 +51,17 @@ def run_train_lora(
             "mixed_precision fp16 needs GPU workers, and this run has none",
             fix="set lora.mixed_precision to auto (fp16 on GPUs, fp32 on CPUs) or no",
         )
-    run_id = None
-    if track:
-        run_id = start_run(
-            out,
-            EXPERIMENT,
-            f"lora-{out.name}",
-            config,
-            tags={"images": str(images), "token": config.token, "output": str(out)},
-            extra_params={"num_images": len(pictures)},
-        )
     loop_config = {"config": config.model_dump(mode="json"), "images": str(images)}
-    with ended_on_error(run_id):
-        return fit(
-            train_lora_loop,
-            loop_config,
-            out=out,
-            workers=config.workers,
-            gpu=gpu,
-            steps=config.steps,
-            max_failures=max_failures,
-            run_id=run_id,
-        )
+    return tracked_fit(
+        train_lora_loop,
+        loop_config,
+        config,
+        out=out,
+        gpu=gpu,
+        experiment=EXPERIMENT,
+        run_name=f"lora-{out.name}",
+        tags={"images": str(images), "token": config.token, "output": str(out)},
+        track=track,
+        max_failures=max_failures,
+        extra_params={"num_images": len(pictures)},
+    )

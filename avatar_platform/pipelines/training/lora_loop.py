@@ -9,6 +9,7 @@ from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
 from avatar_platform.pipelines.training.lora_data import load_training_images
 from avatar_platform.pipelines.training.lora_trainer import LoraTrainer
 from avatar_platform.pipelines.training.ray_job import (
+    due,
     report_checkpoint,
     resume_from_checkpoint,
     training_steps,
@@ -29,8 +30,8 @@ def train_lora_loop(loop_config: dict) -> None:
     for step, metrics, last in training_steps(
         trainer, config.steps, config.log_every, loop_config, rank, logger
     ):
-        if rank == 0 and (last or (config.sample_every and step % config.sample_every == 0)):
+        if rank == 0 and due(step, config.sample_every, last):
             grid = trainer.sample_grid()
             logger.image(grid, f"samples/step-{step:07d}.png")
-        if step % config.checkpoint_every == 0 or last:
+        if due(step, config.checkpoint_every, last):
             report_checkpoint(step, metrics, partial(trainer.save, grid=grid), rank)

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.progress import progress_bar
 from avatar_platform.core.tracking import (
     configure_mlflow,
+    ended_on_error,
     flatten_params,
     point_mlflow,
     reopen_run,
@@ -140,19 +141,44 @@ def resume_from_checkpoint(trainer, logger: RunLogger) -> None:
         logger.metrics({"resumed_from_step": trainer.step}, trainer.step)
 
 
+def due(step: int, every: int, last: bool) -> bool:
+    """Every `every` steps and at the last step; `every` = 0: at the last step only."""
+    return last or (every > 0 and step % every == 0)
+
+
 def training_steps(
-    trainer, steps: int, log_every: int, loop_config: dict, rank: int, logger: RunLogger
+    trainer,
+    steps: int,
+    log_every: int,
+    loop_config: dict,
+    rank: int,
+    logger: RunLogger,
+    batches: Iterable | None = None,
+    images_per_step: int | None = None,
 ) -> Iterator[tuple[int, dict, bool]]:
-    """`trainer.train_step()` until step `steps`; after each, rank 0's progress file is written,
-    and every `log_every` steps (and at the last) the metrics go to MLflow. Yields
-    (step, metrics, last) for the loop's own samples, evaluations and checkpoints."""
+    """`trainer.train_step()` (or `train_step(batch)` for each of `batches`, which must not run
+    out) until step `steps`; after each, rank 0's progress file is written, and every `log_every`
+    steps (and at the last) the metrics go to MLflow. With `images_per_step` the metrics also
+    hold `throughput_images_per_second`, wall clock between steps (data loading and reporting
+    included) from the third step on. Yields (step, metrics, last) for the loop's own samples,
+    evaluations and checkpoints."""
     progress = loop_config.get("progress_file")
+    source = iter(batches) if batches is not None else None
+    warm: tuple[int, float] | None = None  # (step, time) where throughput is measured from
     while trainer.step < steps:
-        metrics = trainer.train_step()
+        metrics = trainer.train_step() if source is None else trainer.train_step(next(source))
         step, last = trainer.step, trainer.step == steps
+        if images_per_step is not None:
+            if warm is None and step >= min(2, steps - 1):
+                warm = (step, time.perf_counter())
+            elif warm is not None:
+                seconds = time.perf_counter() - warm[1]
+                metrics["throughput_images_per_second"] = (
+                    (step - warm[0]) * images_per_step / max(seconds, 1e-9)
+                )
         if rank == 0 and progress:
             write_progress(Path(progress), step, metrics)
-        if step % log_every == 0 or last:
+        if due(step, log_every, last):
             logger.metrics(metrics, step)
         yield step, metrics, last
 
@@ -349,7 +375,13 @@ def prepare(
     writable and right for `resume`, the resolved config is saved. Returns (out, use GPUs)."""
     from avatar_platform.core.config import save_resolved
     from avatar_platform.core.paths import ensure_writable_dir, removed_if_failed, user_path
-    from avatar_platform.core.ray_runtime import check_ray_address, gpus_to_use, init_ray, require_resources
+    from avatar_platform.core.ray_runtime import (
+        check_ray_address,
+        gpus_to_use,
+        init_ray,
+        require_resources,
+        require_shared_folder,
+    )
 
     check_ray_address(ray_address)
     out = user_path(out)
@@ -362,6 +394,7 @@ def prepare(
         else:
             gpu = gpus_to_use(config.gpus, config.workers, config.gpu_wait_s, f"{config.workers} workers")
         require_resources(config.workers, {"num_cpus": 1, **({"num_gpus": 1} if gpu else {})})
+        require_shared_folder(out)  # checkpoints are written by the workers, read here
     save_resolved(config, out / "config.resolved.json")
     return out, gpu
 
@@ -458,3 +491,35 @@ def fit(
         client.log_artifacts(run_id, str(model), "model")
         client.set_terminated(run_id)
     return TrainSummary(out, model, int(metrics.get("step", steps)), seconds, run_id, metrics)
+
+
+def tracked_fit(
+    loop: Callable[[dict], None],
+    loop_config: dict,
+    config,
+    *,
+    out: Path,
+    gpu: bool,
+    experiment: str,
+    run_name: str,
+    tags: dict,
+    track: bool,
+    max_failures: int,
+    extra_params: dict | None = None,
+    datasets: dict | None = None,
+) -> TrainSummary:
+    """`fit` inside its MLflow run (started, or reopened on `--resume`, when `track`), which ends
+    KILLED on Ctrl-C and FAILED on any other error."""
+    run_id = start_run(out, experiment, run_name, config, tags, extra_params) if track else None
+    with ended_on_error(run_id):
+        return fit(
+            loop,
+            loop_config,
+            out=out,
+            workers=config.workers,
+            gpu=gpu,
+            steps=config.steps,
+            max_failures=max_failures,
+            run_id=run_id,
+            datasets=datasets,
+        )
