@@ -41,6 +41,26 @@ def test_it_learns_the_views_of_avatars_it_never_saw(trained):
     assert scores["yaw_error_deg"] < 85  # chance: 90°
 
 
+def test_it_flags_views_rendered_from_the_mirrored_side(trained, tmp_path):
+    """A flip dataset (the share 0.5 of side/back views rendered from 180° − yaw, labels kept):
+    the views a flip moved far (≥ 90°) disagree with their labels far more than clean views do."""
+    model, _, _ = trained
+    noise = {"pose_noise": 0.5, "pose_noise_mode": "flip"}
+    overrides = {"num_images": 320, "views_per_avatar": 8, "resolution": 32, "seed": 7, "procedural": noise}
+    data = tmp_path / "flipped"
+    run_generate(resolve_config(GenerateConfig, "generate", "tiny", overrides=overrides), data, track=False)
+    rows, _ = V.dataset_rows(data, 32)
+    found = model.predict(rows["image"])
+    to_label = V.yaw_error(found["yaw"], rows["yaw"])
+    moved = V.yaw_error(rows["true_yaw"], rows["yaw"]) >= 90
+    clean = rows["true_yaw"] == rows["yaw"]
+    assert moved.sum() >= 40 and clean.sum() >= 160
+    print(
+        f"yaw error to the label: moved flips {to_label[moved].mean():.0f}°, clean {to_label[clean].mean():.0f}°"
+    )
+    assert to_label[moved].mean() > to_label[clean].mean() + 20  # here: 97° against 59°
+
+
 def test_the_folder_round_trips_with_its_card(trained, views_dataset):
     model, scores, folder = trained
     loaded, card = V.load(folder)
