@@ -12,7 +12,6 @@ from avatar_platform.cli.common import DRY_RUN, PRESET_HELP, RAY_ADDRESS, TRACK,
 from avatar_platform.core.errors import AvatarPlatformError
 
 MAX_SAMPLES = 50_000
-SUBCOMMANDS = ("ablation",)
 
 
 class _ModelByDefault(TyperGroup):
@@ -137,8 +136,8 @@ def ablation(
             echo_err(f"[{index[arm.name]}/{total}] {arm.name}: {stage}")
 
     job = Ablation(cfg, out, preset, config_file, ray_address=ray_address, track=track, hook=hook)
-    job.check()
-    if dry_run:
+    if dry_run:  # (run() checks the same before it starts)
+        job.check()
         typer.echo(
             json.dumps(
                 {"out": str(out), "ablation": cfg.model_dump(mode="json"), "arms": [a.name for a in arms]},
