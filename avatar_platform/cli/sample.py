@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.formats.avatar_spec import FRAMES, MAX_VIEWS, TRUNCATION, VIEWS
+from avatar_platform.formats.avatar_spec import SAMPLE_DEFAULTS, bounds
 
 MESH_SMOOTH = 5  # = sampling.MESH_SMOOTH (not imported here: it imports torch)
 
@@ -37,6 +37,13 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def _spec_option(field: str, help: str):
+    """An option with the bounds of `AvatarSpec`'s field and its default (`sample`'s own where
+    SAMPLE_DEFAULTS has one): the CLI, the pyfunc and the HTTP API share one request shape."""
+    default, low, high = bounds(field)
+    return typer.Option(SAMPLE_DEFAULTS.get(field, default), min=low, max=high, help=help)
+
+
 def sample(
     model: str = typer.Option(
         ...,
@@ -47,18 +54,16 @@ def sample(
     image: Path | None = typer.Option(
         None, help="a picture (PNG/JPEG/WebP) → avatars, through the model's style diffusion"
     ),
-    num_samples: int = typer.Option(4, min=1, max=16, help="avatars per --image (they differ)"),
-    guidance: float | None = typer.Option(
-        None, min=0.0, max=30.0, help="guidance λ for --image (default: the model's)"
-    ),
-    views: int = typer.Option(VIEWS, min=1, max=MAX_VIEWS, help="views per seed in the grid"),
-    truncation: float = typer.Option(TRUNCATION, min=0.0, max=1.0, help="truncation ψ (1 = none)"),
+    num_samples: int = _spec_option("num_samples", "avatars per --image (they differ)"),
+    guidance: float | None = _spec_option("guidance", "guidance λ for --image (default: the model's)"),
+    views: int = _spec_option("views", "views per seed in the grid"),
+    truncation: float = _spec_option("truncation", "truncation ψ (1 = none)"),
     turntable: bool = typer.Option(True, help="a turntable GIF per seed"),
-    frames: int = typer.Option(FRAMES, min=2, max=360, help="frames of turntables and walks"),
+    frames: int = _spec_option("frames", "frames of turntables and walks"),
     walk: str | None = typer.Option(None, help="a latent walk between two seeds, e.g. '0,1'"),
     walk_space: str = typer.Option("w", help="interpolate in w or z"),
     mesh: bool = typer.Option(False, help="export a mesh per seed"),
-    mesh_resolution: int = typer.Option(128, min=16, max=1024, help="marching-cubes grid side"),
+    mesh_resolution: int = _spec_option("mesh_resolution", "marching-cubes grid side"),
     mesh_level: str = typer.Option(
         "10",
         help="iso-level on the raw density (EG3D: 10), or 'auto': where one ray step of the "

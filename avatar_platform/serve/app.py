@@ -189,7 +189,11 @@ def _instance_spec(spec: dict, config: ServeConfig, keyed: bool, root: str) -> d
     bounds = limits_schema(config)
     for name in ("SeedsRequest", "ImageOptions"):
         for field, schema in components["schemas"][name]["properties"].items():
-            schema.update(bounds.get(field, {}))
+            limits = bounds.get(field, {})
+            schema.update(limits)
+            for branch in schema.get("anyOf", []):  # an optional field's bounds sit in its branch
+                if "maximum" in branch and "maximum" in limits:
+                    branch["maximum"] = limits["maximum"]
     for path, operations in spec["paths"].items():
         for operation in operations.values():
             if keyed and path not in PUBLIC_PATHS:

@@ -11,6 +11,14 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from avatar_platform.core.config import StrictConfig
+from avatar_platform.formats.avatar_spec import (
+    MAX_FRAMES,
+    MAX_REFINE_STEPS,
+    MAX_RESOLUTION,
+    MAX_TUNE_STEPS,
+    MAX_VIEWS,
+    SERVED_MESH_RESOLUTION,
+)
 
 IMPORT_PATH = "avatar_platform.serve.app:build_app"
 
@@ -57,15 +65,23 @@ class ServeConfig(StrictConfig):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest upload")
     max_pixels: int = Field(16_000_000, ge=256, description="largest uploaded picture (pixels)")
     max_seeds: int = Field(16, ge=1, description="most seeds per request")
-    max_views: int = Field(16, ge=1, description="most views per avatar")
-    max_resolution: int = Field(1024, ge=16, description="largest side of a returned view")
-    max_frames: int = Field(72, ge=2, description="most turntable frames")
-    max_mesh_resolution: int = Field(128, ge=16, description="largest marching-cubes grid side")
+    max_views: int = Field(16, ge=1, le=MAX_VIEWS, description="most views per avatar")
+    max_resolution: int = Field(1024, ge=16, le=MAX_RESOLUTION, description="largest side of a returned view")
+    max_frames: int = Field(72, ge=2, le=MAX_FRAMES, description="most turntable frames")
+    max_mesh_resolution: int = Field(
+        128, ge=16, le=SERVED_MESH_RESOLUTION, description="largest marching-cubes grid side"
+    )
     max_refine_steps: int = Field(
-        200, ge=0, le=2000, description="most projection steps of a picture request (refine; 0: off)"
+        200,
+        ge=0,
+        le=MAX_REFINE_STEPS,
+        description="most projection steps of a picture request (refine; 0: off)",
     )
     max_tune_steps: int = Field(
-        50, ge=0, le=2000, description="most pivotal-tuning steps of a picture request (tune; 0: off)"
+        50,
+        ge=0,
+        le=MAX_TUNE_STEPS,
+        description="most pivotal-tuning steps of a picture request (tune; 0: off)",
     )
     max_results: int = Field(
         1000, ge=1, description="result sets kept on disk (the oldest are deleted first)"

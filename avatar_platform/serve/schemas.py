@@ -1,35 +1,22 @@
 """The HTTP API's request and response bodies (pydantic; unknown fields are refused).
 
-Static bounds live here; the limits a deployment chooses (most seeds, views, pixels) are checked
-against its `ServeConfig` by `check_limits`, so one config change moves them everywhere.
+The avatar options and their static bounds are `formats.avatar_spec`'s; the limits a deployment
+chooses (most seeds, views, pixels) are checked against its `ServeConfig` by `check_limits`, so
+one config change moves them everywhere.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, Field, StrictInt
 
-from avatar_platform.formats.avatar_spec import FRAMES, MAX_SEED, MESH_RESOLUTION, TRUNCATION, VIEWS
+from avatar_platform.formats.avatar_spec import MAX_SEED, AvatarSpec, RenderSpec, bounds
 from avatar_platform.serve.config import ServeConfig
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AvatarOptions(_Body):
-    """How to render each avatar of a request."""
-
-    views: int = Field(VIEWS, ge=1, description="views around the head, front first")
-    resolution: int | None = Field(
-        None, ge=16, description="side of each returned view (default: the model's own)"
-    )
-    mesh: bool = Field(False, description="also extract a GLB mesh")
-    mesh_resolution: int = Field(MESH_RESOLUTION, ge=16, description="marching-cubes grid side")
-    turntable: bool = Field(True, description="also render a turntable GIF")
-    frames: int = Field(FRAMES, ge=2, description="turntable frames")
-    truncation: float = Field(TRUNCATION, ge=0.0, le=1.0, description="truncation ψ (1 = none)")
+class AvatarOptions(RenderSpec):
+    """How to render each avatar of a request (`formats.avatar_spec.RenderSpec`)."""
 
 
 class SeedsRequest(AvatarOptions):
@@ -42,15 +29,9 @@ class SeedsRequest(AvatarOptions):
     )
 
 
-class ImageOptions(AvatarOptions):
-    """`POST /v1/avatars` as a multipart upload: the picture in `image`, these as form fields."""
-
-    num_samples: int = Field(1, ge=1, description="avatars made from the picture (they differ)")
-    guidance: float | None = Field(None, ge=0.0, le=30.0, description="guidance λ (default: the model's own)")
-    refine: int = Field(
-        0, ge=0, description="fit the avatar to the picture: projection steps (one avatar, the best sample)"
-    )
-    tune: int = Field(0, ge=0, description="then pivotal tuning of a copy of the generator: steps")
+class ImageOptions(AvatarSpec):
+    """`POST /v1/avatars` as a multipart upload: the picture in `image`, these as form fields
+    (`formats.avatar_spec.AvatarSpec`)."""
 
 
 class ModelInfo(BaseModel):
@@ -103,7 +84,7 @@ LIMITS = {
 }
 
 
-def within_limits(options: AvatarOptions, config: ServeConfig) -> AvatarOptions:
+def within_limits(options: RenderSpec, config: ServeConfig) -> AvatarOptions:
     """`options` with each default that is over the deployment's limit lowered to it (a server
     allowing 2 frames makes 2 by default); values that were sent are left for `check_limits`."""
     update = {}
@@ -115,7 +96,7 @@ def within_limits(options: AvatarOptions, config: ServeConfig) -> AvatarOptions:
     return options.model_copy(update=update) if update else options
 
 
-def check_limits(options: AvatarOptions, config: ServeConfig, seeds: int = 0) -> list[str]:
+def check_limits(options: RenderSpec, config: ServeConfig, seeds: int = 0) -> list[str]:
     """The deployment's own limits that `options` exceeds, as messages (empty: within them).
     Every value is checked, even frames without a turntable: the spec states each bound once."""
     problems = []
@@ -131,10 +112,12 @@ def check_limits(options: AvatarOptions, config: ServeConfig, seeds: int = 0) ->
 def limits_schema(config: ServeConfig) -> dict[str, dict]:
     """The deployment's limits as JSON-schema keywords of the request fields (for the spec)."""
     fields = {**ImageOptions.model_fields, **SeedsRequest.model_fields}
-    bounds: dict[str, dict] = {"seeds": {"maxItems": config.max_seeds}}
+    schema: dict[str, dict] = {"seeds": {"maxItems": config.max_seeds}}
     for field, limit in LIMITS.items():
-        bounds[field] = {"maximum": getattr(config, limit)}
+        # num_samples shares max_seeds, which may be above what the spec allows a picture
+        highest = min(getattr(config, limit), bounds(field)[2])
+        schema[field] = {"maximum": highest}
         default = fields[field].default
         if default is not None:
-            bounds[field]["default"] = min(default, getattr(config, limit))
-    return bounds
+            schema[field]["default"] = min(default, highest)
+    return schema

@@ -18,21 +18,15 @@ import pandas as pd
 import torch
 
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.formats.avatar_spec import MAX_SEED, MAX_VIEWS, MESH_RESOLUTION, TRUNCATION, VIEWS
+from avatar_platform.formats.avatar_spec import MAX_SEED, served_bounds
 from avatar_platform.formats.model_folder import is_diffusion_folder, load_generator
 from avatar_platform.pipelines.inference import sampling
-from avatar_platform.pipelines.inference.refine import MAX_REFINE_STEPS, MAX_TUNE_STEPS
 
-# column → (default, lowest, highest); the bounds keep one request from running for hours
+# column → (default, lowest, highest): the spec's bounds of a served request, which keep one
+# request from running for hours
 DEFAULTS: dict[str, tuple[Any, Any, Any]] = {
-    "views": (VIEWS, 1, MAX_VIEWS),
-    "truncation": (TRUNCATION, 0.0, 1.0),
-    "mesh_resolution": (MESH_RESOLUTION, 16, 256),
-    "num_samples": (1, 1, 16),
-    "guidance": (None, 0.0, 30.0),  # None: the model's own λ (its training config)
-    # picture rows: fit the avatar to the picture (projection steps, then pivotal-tuning steps)
-    "refine": (0, 0, MAX_REFINE_STEPS),
-    "tune": (0, 0, MAX_TUNE_STEPS),
+    column: served_bounds(column)
+    for column in ("views", "truncation", "mesh_resolution", "num_samples", "guidance", "refine", "tune")
 }
 
 

@@ -27,11 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.formats.avatar_spec import MAX_REFINE_STEPS, MAX_TUNE_STEPS
 from avatar_platform.pipelines.poses.camera import CameraConfig, intrinsics
 from avatar_platform.pipelines.rendering import FRONT, cameras
 
-MAX_REFINE_STEPS = 2000
-MAX_TUNE_STEPS = 2000
 VGG_FILE = "vgg16-397923af.pth"
 PIVOT_FILE = "pivot.safetensors"
 AVATAR_CARD = "avatar.json"
