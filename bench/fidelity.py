@@ -89,7 +89,7 @@ def add_variant(text: str) -> str:
 
 
 def arm_config(base, arm: str, steps: int):
-    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
     spec = ARMS[arm]
     data = base.model_dump()
@@ -180,8 +180,8 @@ def main() -> None:
         return
 
     from avatar_platform.core.config import resolve_config
-    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-    from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+    from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
     base = resolve_config(GanTrainingConfig, "gan", args.preset)
     points = [int(s) for s in args.steps.split(",")]
@@ -198,7 +198,7 @@ def main() -> None:
     def new_trainer(arm: str) -> GanTrainer:
         trainer = GanTrainer(arm_config(base, arm, points[-1]))
         if args.init:
-            from avatar_platform.pipelines.training.gan_init import check_init, load_init
+            from avatar_platform.pipelines.training.gan.init import check_init, load_init
 
             load_init(trainer, check_init(args.init, trainer.config), args.init)
         return trainer

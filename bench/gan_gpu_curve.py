@@ -32,9 +32,9 @@ def main() -> None:
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.formats.dataset_card import read_card
-    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-    from avatar_platform.pipelines.training.gan_data import decode_batch
-    from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+    from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan.data import decode_batch
+    from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
     config = resolve_config(GanTrainingConfig, "gan", args.preset)
     card = read_card(args.data)

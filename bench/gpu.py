@@ -51,8 +51,8 @@ def gan(paper_batches: list[int], device_name: str) -> None:
     import torch
 
     from avatar_platform.core.config import resolve_config
-    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-    from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+    from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
     runs = [("tiny", None, True), ("demo", None, True)]
     runs += [("paper", b, amp) for b in paper_batches for amp in (True, False)]
@@ -165,9 +165,9 @@ def diffusion(device_name: str, presets: tuple[str, ...] = ("demo", "paper")) ->
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.models.eg3d.generator import TriPlaneGenerator
-    from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
-    from avatar_platform.pipelines.training.diffusion_trainer import DiffusionTrainer
-    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+    from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
+    from avatar_platform.pipelines.training.diffusion.trainer import DiffusionTrainer
+    from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         for preset in presets:

@@ -39,7 +39,7 @@ def evaluate(model: Path, data: Path, samples: int = 128) -> dict:
     from avatar_platform.pipelines.evaluation.geometry import nearest_template_error
     from avatar_platform.pipelines.inference.sampling import mesh_for_seed
     from avatar_platform.pipelines.poses.template import bust_for_seed
-    from avatar_platform.pipelines.training.gan_data import decode_batch
+    from avatar_platform.pipelines.training.gan.data import decode_batch
 
     generator = load_generator(model)
     card = read_card(data)
@@ -101,9 +101,9 @@ def main() -> None:
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.core.ray_runtime import init_ray
-    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-    from avatar_platform.pipelines.training.gan_job import run_train_gan
-    from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+    from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan.job import run_train_gan
+    from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
     init_ray(min_cpus=4)
     base = resolve_config(GanTrainingConfig, "gan", "demo")

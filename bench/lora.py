@@ -26,8 +26,8 @@ from pathlib import Path
 def measure(config, pictures: Path, device: str, steps: int, warmup: int) -> dict:
     import torch
 
-    from avatar_platform.pipelines.training.lora_data import load_training_images
-    from avatar_platform.pipelines.training.lora_trainer import LoraTrainer
+    from avatar_platform.pipelines.training.lora.data import load_training_images
+    from avatar_platform.pipelines.training.lora.trainer import LoraTrainer
 
     images = load_training_images(pictures, config.token, config.resolution)
     trainer = LoraTrainer(config, images, device)
@@ -81,7 +81,7 @@ def main() -> None:
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.pipelines.datagen import tiny_models
-    from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
+    from avatar_platform.pipelines.training.lora.config import LoraTrainingConfig
 
     with tempfile.TemporaryDirectory() as root:
         pictures = tiny_models.write_tiny_pictures(Path(root) / "pictures", count=10)

@@ -130,7 +130,7 @@ class _Saved:
 def instrument(trainer, ledger: Ledger) -> list:
     """Part markers: forward hooks on the networks, wrappers round the functions that are parts."""
     from avatar_platform.models.eg3d import generator as generator_module
-    from avatar_platform.pipelines.training import gan_trainer
+    from avatar_platform.pipelines.training.gan import trainer as gan_trainer
 
     handles = []
     modules = {
@@ -207,7 +207,7 @@ def settings(preset: str, overrides: list[str], batch: int):
     import yaml
 
     from avatar_platform.core.config import resolve_config
-    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
     data = resolve_config(GanTrainingConfig, "gan", preset).model_dump()
     for item in overrides:
@@ -256,7 +256,7 @@ def chunk_bytes(trainer, batch: int) -> int:
 
 
 def measure(preset: str, batch: int, device: str, discard: bool, overrides: list[str]) -> dict:
-    from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+    from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
     config = settings(preset, overrides, batch)
     trainer = GanTrainer(config, device)

@@ -64,7 +64,7 @@ def avatars(data: Path, count: int) -> list[dict]:
 
 def decode(rows: list[dict], resolution: int, mask_resolution: int):
     """Truth images (N, 3, R, R) in [-1, 1], masks (N, r, r) bool, cameras (N, 25)."""
-    from avatar_platform.pipelines.training.gan_data import decode_batch, decode_mask
+    from avatar_platform.pipelines.training.gan.data import decode_batch, decode_mask
 
     batch = decode_batch(
         {k: [r[k] for r in rows] for k in ("image", "yaw", "camera")} | {"pitch": [0.0] * len(rows)},

@@ -33,7 +33,7 @@ def tiny_model(folder: Path) -> Path:
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.models.eg3d.generator import TriPlaneGenerator
-    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
     torch.manual_seed(0)
     config = resolve_config(GanTrainingConfig, "gan", "tiny").generator

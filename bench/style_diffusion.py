@@ -32,8 +32,8 @@ def main() -> None:
     from avatar_platform.core.config import resolve_config
     from avatar_platform.formats.model_folder import resolve_model_folder
     from avatar_platform.models.style_diffusion.schedule import sample_w
-    from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
-    from avatar_platform.pipelines.training.diffusion_trainer import DiffusionTrainer
+    from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
+    from avatar_platform.pipelines.training.diffusion.trainer import DiffusionTrainer
 
     torch.set_num_threads(os.cpu_count() or 1)
     overrides = {"steps": args.steps, "eval_pairs": args.pairs}

@@ -37,8 +37,8 @@ def _loop_rate(config, data: Path, steps: int) -> float:
     import pyarrow.parquet as pq
     import torch
 
-    from avatar_platform.pipelines.training.gan_data import decode_batch, open_dataset
-    from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+    from avatar_platform.pipelines.training.gan.data import decode_batch, open_dataset
+    from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
     _, files = open_dataset(data, config.generator.img_resolution, config.batch_size)
     table = pq.read_table(files[0], columns=["image", "yaw", "pitch", "camera"]).slice(0, config.batch_size)
@@ -59,7 +59,7 @@ def _loop_rate(config, data: Path, steps: int) -> float:
 
 def _ray_rate(config, data: Path, steps: int) -> float:
     """Wall-clock images/s inside the Ray Train loop after its first steps (start-up excluded)."""
-    from avatar_platform.pipelines.training.gan_job import run_train_gan
+    from avatar_platform.pipelines.training.gan.job import run_train_gan
 
     cfg = config.model_copy(
         update={"steps": steps, "checkpoint_every": 10**6, "sample_every": 10**6, "fid_samples": 0}
@@ -78,7 +78,7 @@ def main() -> None:
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.core.ray_runtime import init_ray
-    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
     init_ray(min_cpus=6)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, CPU only"

@@ -69,7 +69,7 @@ def tiny_generator(tmp_path_factory):
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.models.eg3d.generator import TriPlaneGenerator
-    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
     folder = tmp_path_factory.mktemp("tiny-generator")
     torch.manual_seed(0)
@@ -84,8 +84,8 @@ def tiny_diffusion(tiny_generator, tmp_path_factory):
     """A `train diffusion` model folder (tiny preset, a few steps; no Ray) embedding
     `tiny_generator`."""
     from avatar_platform.core.config import resolve_config
-    from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
-    from avatar_platform.pipelines.training.diffusion_trainer import DiffusionTrainer
+    from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
+    from avatar_platform.pipelines.training.diffusion.trainer import DiffusionTrainer
 
     trainer = DiffusionTrainer(resolve_config(DiffusionTrainingConfig, "diffusion", "tiny"), tiny_generator)
     for _ in range(3):

@@ -57,7 +57,7 @@ def gan(
     from avatar_platform.core.config import resolve_config
     from avatar_platform.core.errors import AvatarPlatformError
     from avatar_platform.core.paths import platform_home, user_model_spec, user_path
-    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
     overrides: dict = {
         "steps": steps,
@@ -82,7 +82,7 @@ def gan(
         return
 
     from avatar_platform.formats.model_folder import BEST_FOLDER, read_metrics
-    from avatar_platform.pipelines.training.gan_job import run_train_gan
+    from avatar_platform.pipelines.training.gan.job import run_train_gan
 
     echo_err(
         f"training the GAN for {cfg.steps} steps (batch {cfg.batch_size}, {cfg.workers} worker(s)) on {data} → {out}"
@@ -130,7 +130,7 @@ def diffusion(
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.core.paths import platform_home, user_model_spec, user_path
-    from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
+    from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
 
     overrides: dict = {
         "steps": steps,
@@ -147,7 +147,7 @@ def diffusion(
         typer.echo(json.dumps({"out": str(out), "diffusion": cfg.model_dump(mode="json")}, indent=2))
         return
 
-    from avatar_platform.pipelines.training.diffusion_job import EXPERIMENT, run_train_diffusion
+    from avatar_platform.pipelines.training.diffusion.job import EXPERIMENT, run_train_diffusion
 
     echo_err(
         f"training the style diffusion ({cfg.encoder.kind} encoder) for {cfg.steps} steps "
@@ -197,7 +197,7 @@ def lora(
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.core.paths import platform_home, user_path
-    from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
+    from avatar_platform.pipelines.training.lora.config import LoraTrainingConfig
 
     overrides: dict = {
         "token": token,
@@ -220,7 +220,7 @@ def lora(
         return
 
     from avatar_platform.formats.lora_folder import LORA_WEIGHTS
-    from avatar_platform.pipelines.training.lora_job import EXPERIMENT, run_train_lora
+    from avatar_platform.pipelines.training.lora.job import EXPERIMENT, run_train_lora
 
     echo_err(
         f"training a rank-{cfg.rank} LoRA of '{cfg.token}' on {cfg.base} for {cfg.steps} "

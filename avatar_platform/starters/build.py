@@ -30,7 +30,7 @@ def build_starter(
     """`root/<name>/` (default: the package's starters folder) with `model/` copied from the GAN
     model folder `model`, without pickles, and the card (`card` + the file hashes). Written
     beside the old one and swapped in whole: an interrupted build leaves the old starter."""
-    from avatar_platform.pipelines.training.gan_init import NETWORKS
+    from avatar_platform.pipelines.training.gan.init import NETWORKS
 
     root = Path(root or starters.STARTERS_DIR)
     missing = [

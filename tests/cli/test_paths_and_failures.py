@@ -20,8 +20,8 @@ from avatar_platform.cli.app import main
 from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.tracking import point_mlflow
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
 pytestmark = pytest.mark.usefixtures("shared_home")  # runs and checks share one MLflow store
 

@@ -14,8 +14,8 @@ from PIL import Image
 
 from avatar_platform.cli.app import main
 from avatar_platform.core.config import resolve_config
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
 
 def _run(capsys, *argv: str):

@@ -195,8 +195,8 @@ def test_serve_answers_through_the_loss_of_a_replicas_node_and_heals(cluster, tm
     import requests
 
     from avatar_platform.core.config import resolve_config
-    from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-    from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+    from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+    from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
     cluster, workers = cluster
     model = tmp_path / "model"

@@ -13,7 +13,7 @@ from avatar_platform.models.discriminator import DualDiscriminator
 from avatar_platform.models.eg3d.background import resize
 from avatar_platform.models.eg3d.generator import TriPlaneGenerator
 from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_angles
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
 TINY = resolve_config(GanTrainingConfig, "gan", "tiny")
 

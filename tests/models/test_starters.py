@@ -16,9 +16,9 @@ from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.formats.model_folder import load_generator
 from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_angles
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig, with_dataset_masks
-from avatar_platform.pipelines.training.gan_init import check_init
-from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig, with_dataset_masks
+from avatar_platform.pipelines.training.gan.init import check_init
+from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 from avatar_platform.starters.build import build_starter
 
 TINY = resolve_config(GanTrainingConfig, "gan", "tiny")

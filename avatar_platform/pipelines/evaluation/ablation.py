@@ -163,7 +163,7 @@ class Ablation:
 
     def gan_config(self, arm: Arm):
         from avatar_platform.core.config import resolve_config
-        from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+        from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
         overrides = {
             "steps": self.config.steps,
@@ -239,7 +239,7 @@ class Ablation:
     def run_arm(self, arm: Arm, parent: str | None) -> None:
         """Train the arm (or finish its cut run), score it, and mark it done."""
         from avatar_platform.pipelines.evaluation.report import run_eval
-        from avatar_platform.pipelines.training.gan_job import run_train_gan
+        from avatar_platform.pipelines.training.gan.job import run_train_gan
         from avatar_platform.pipelines.training.ray_job import RUN_NAME
 
         train = self.arm_dir(arm) / "train"

@@ -38,7 +38,7 @@ def load_rows(data: Path, resolution: int, limit: int | None = None) -> tuple[di
     import pyarrow.parquet as pq
 
     from avatar_platform.formats.dataset_card import read_card
-    from avatar_platform.pipelines.training.gan_data import decode_batch
+    from avatar_platform.pipelines.training.gan.data import decode_batch
 
     card = read_card(data)
     parts, count = [], 0

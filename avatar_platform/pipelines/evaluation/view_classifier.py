@@ -101,7 +101,7 @@ def dataset_rows(data: Path, size: int, limit: int | None = None) -> tuple[dict,
     import pyarrow.parquet as pq
 
     from avatar_platform.formats.dataset_card import read_card
-    from avatar_platform.pipelines.training.gan_data import decode_batch
+    from avatar_platform.pipelines.training.gan.data import decode_batch
 
     card = read_card(data)
     images, labels = [], {k: [] for k in ("yaw", "true_yaw", "view_bin", "avatar_id", "sample_id")}

@@ -24,9 +24,9 @@ from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_ang
 from avatar_platform.pipelines.poses.conditioning import render_conditions
 from avatar_platform.pipelines.poses.template import bust_for_seed
 from avatar_platform.pipelines.prompts.prompts import style_catalog
-from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
-from avatar_platform.pipelines.training.lora_data import load_training_images
-from avatar_platform.pipelines.training.lora_trainer import LoraTrainer
+from avatar_platform.pipelines.training.lora.config import LoraTrainingConfig
+from avatar_platform.pipelines.training.lora.data import load_training_images
+from avatar_platform.pipelines.training.lora.trainer import LoraTrainer
 
 TOKEN = "zorb"
 

@@ -44,7 +44,7 @@ from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_ang
 from avatar_platform.pipelines.poses.conditioning import raycast, render_conditions
 from avatar_platform.pipelines.poses.template import template_for
 from avatar_platform.pipelines.prompts.prompts import style_catalog
-from avatar_platform.pipelines.training.gan_data import (
+from avatar_platform.pipelines.training.gan.data import (
     dataset_has_masks,
     decode_batch,
     open_dataset,

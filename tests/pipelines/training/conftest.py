@@ -8,7 +8,7 @@ import torch
 
 from avatar_platform.core.config import resolve_config
 from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_angles
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
 
 @pytest.fixture(scope="session")

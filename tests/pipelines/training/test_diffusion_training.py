@@ -14,9 +14,9 @@ from PIL import Image
 from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.tracking import point_mlflow
-from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
-from avatar_platform.pipelines.training.diffusion_job import run_train_diffusion
-from avatar_platform.pipelines.training.diffusion_trainer import DiffusionTrainer
+from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
+from avatar_platform.pipelines.training.diffusion.job import run_train_diffusion
+from avatar_platform.pipelines.training.diffusion.trainer import DiffusionTrainer
 
 
 def diffusion_config(**overrides) -> DiffusionTrainingConfig:

@@ -8,10 +8,10 @@ import torch
 
 from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
-from avatar_platform.pipelines.training.diffusion_trainer import DiffusionTrainer
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
+from avatar_platform.pipelines.training.diffusion.trainer import DiffusionTrainer
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
 
 def _bump_version(folder) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from avatar_platform.formats.model_folder import read_metrics
-from avatar_platform.pipelines.training.gan_loop import BestModel
+from avatar_platform.pipelines.training.gan.loop import BestModel
 
 
 def fake_save(tag: str):

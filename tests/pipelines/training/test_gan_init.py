@@ -13,9 +13,9 @@ from avatar_platform.cli.app import main
 from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_angles
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-from avatar_platform.pipelines.training.gan_init import check_init, load_init
-from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan.init import check_init, load_init
+from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
 TINY = resolve_config(GanTrainingConfig, "gan", "tiny")
 

@@ -9,10 +9,10 @@ import torch
 
 from avatar_platform.core.config import resolve_config
 from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_angles
-from avatar_platform.pipelines.training.gan_augment import AugmentConfig, adjust_p, augment
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-from avatar_platform.pipelines.training.gan_losses import density_l1, ema_beta, mirror_cameras, r1_penalty
-from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+from avatar_platform.pipelines.training.gan.augment import AugmentConfig, adjust_p, augment
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan.losses import density_l1, ema_beta, mirror_cameras, r1_penalty
+from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
 TINY = resolve_config(GanTrainingConfig, "gan", "tiny")
 
@@ -155,7 +155,7 @@ def test_the_augment_probability_survives_save_and_load(tmp_path):
 
 def test_masks_auto_follows_the_dataset_and_on_needs_masks():
     from avatar_platform.core.errors import AvatarPlatformError
-    from avatar_platform.pipelines.training.gan_config import with_dataset_masks
+    from avatar_platform.pipelines.training.gan.config import with_dataset_masks
 
     auto = TINY.model_copy(update={"masks": "auto"})
     assert with_dataset_masks(auto, True).discriminator.mask_channel is True

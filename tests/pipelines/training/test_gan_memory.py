@@ -8,8 +8,8 @@ import torch
 
 from avatar_platform.core.config import resolve_config
 from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_angles
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
 TINY = resolve_config(GanTrainingConfig, "gan", "tiny")
 # float32 sums over a chunk instead of the whole image: the same numbers up to rounding

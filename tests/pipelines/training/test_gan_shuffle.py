@@ -3,7 +3,7 @@ dataset is written avatar by avatar, all views of one avatar in a row)."""
 
 from __future__ import annotations
 
-from avatar_platform.pipelines.training.gan_data import SHUFFLE_BYTES, shuffle_rows
+from avatar_platform.pipelines.training.gan.data import SHUFFLE_BYTES, shuffle_rows
 
 
 def test_a_small_dataset_is_shuffled_whole_on_each_worker():

@@ -19,8 +19,8 @@ from avatar_platform.core.tracking import point_mlflow
 from avatar_platform.models.eg3d.generator import TriPlaneGenerator
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.job import run_generate
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-from avatar_platform.pipelines.training.gan_job import run_train_gan
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan.job import run_train_gan
 
 
 def gan_config(**overrides) -> GanTrainingConfig:

@@ -11,8 +11,8 @@ from PIL import Image
 from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.pipelines.datagen.tiny_models import write_tiny_pictures
-from avatar_platform.pipelines.training.lora_config import LoraAugmentationConfig, LoraTrainingConfig
-from avatar_platform.pipelines.training.lora_data import augment, find_images, load_training_images
+from avatar_platform.pipelines.training.lora.config import LoraAugmentationConfig, LoraTrainingConfig
+from avatar_platform.pipelines.training.lora.data import augment, find_images, load_training_images
 
 
 def test_pictures_of_every_format_and_size_become_squares_in_name_order(tmp_path):

@@ -16,9 +16,9 @@ from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.tracking import point_mlflow
 from avatar_platform.pipelines.datagen.tiny_models import write_tiny_pictures
-from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
-from avatar_platform.pipelines.training.lora_data import load_training_images
-from avatar_platform.pipelines.training.lora_trainer import (
+from avatar_platform.pipelines.training.lora.config import LoraTrainingConfig
+from avatar_platform.pipelines.training.lora.data import load_training_images
+from avatar_platform.pipelines.training.lora.trainer import (
     LoraTrainer,
     load_base_pipeline,
     text_encoder_adapter_problem,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.paths import user_path
-from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
-from avatar_platform.pipelines.training.lora_data import TrainingImage, load_training_images
-from avatar_platform.pipelines.training.lora_loop import train_lora_loop
+from avatar_platform.pipelines.training.lora.config import LoraTrainingConfig
+from avatar_platform.pipelines.training.lora.data import TrainingImage, load_training_images
+from avatar_platform.pipelines.training.lora.loop import train_lora_loop
 from avatar_platform.pipelines.training.ray_job import TrainSummary, prepare, tracked_fit
 
 EXPERIMENT = "train-lora"
@@ -23,7 +23,7 @@ def check_inputs(
     """The config with its base as an absolute path (workers need not share the driver's working
     folder) and the training pictures, read once here so that bad input fails before Ray starts."""
     from avatar_platform.core.hub import model_source
-    from avatar_platform.pipelines.training.lora_trainer import text_encoder_adapter_problem
+    from avatar_platform.pipelines.training.lora.trainer import text_encoder_adapter_problem
 
     pictures = load_training_images(images, config.token, config.resolution)
     config = config.model_copy(update={"base": model_source(config.base, "Stable Diffusion model")})

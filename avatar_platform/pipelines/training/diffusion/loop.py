@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
-from avatar_platform.pipelines.training.diffusion_trainer import DiffusionTrainer
+from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
+from avatar_platform.pipelines.training.diffusion.trainer import DiffusionTrainer
 from avatar_platform.pipelines.training.ray_job import (
     due,
     report_checkpoint,

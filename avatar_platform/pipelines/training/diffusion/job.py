@@ -10,8 +10,8 @@ from pathlib import Path
 
 from avatar_platform.core.paths import user_model_spec
 from avatar_platform.formats.model_folder import load_generator, resolve_model_folder
-from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
-from avatar_platform.pipelines.training.diffusion_loop import train_diffusion_loop
+from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
+from avatar_platform.pipelines.training.diffusion.loop import train_diffusion_loop
 from avatar_platform.pipelines.training.ray_job import TrainSummary, prepare, tracked_fit
 
 EXPERIMENT = "train-diffusion"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
-from avatar_platform.pipelines.training.lora_data import load_training_images
-from avatar_platform.pipelines.training.lora_trainer import LoraTrainer
+from avatar_platform.pipelines.training.lora.config import LoraTrainingConfig
+from avatar_platform.pipelines.training.lora.data import load_training_images
+from avatar_platform.pipelines.training.lora.trainer import LoraTrainer
 from avatar_platform.pipelines.training.ray_job import (
     due,
     report_checkpoint,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from avatar_platform import starters
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
 NETWORKS = (("G", "generator"), ("G_ema", "generator_ema"), ("D", "discriminator"))
 # what a label-conditioned D may change without changing its weights' shapes

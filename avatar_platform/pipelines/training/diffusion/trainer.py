@@ -26,8 +26,8 @@ from avatar_platform.models.style_diffusion.encoders import (
 )
 from avatar_platform.models.style_diffusion.schedule import sample_w, training_scheduler
 from avatar_platform.pipelines.rendering import FRONT, cameras, render, to_uint8, ws_for
-from avatar_platform.pipelines.training.diffusion_config import DiffusionTrainingConfig
-from avatar_platform.pipelines.training.gan_losses import average_gradients
+from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
+from avatar_platform.pipelines.training.gan.losses import average_gradients
 
 STATE_FORMAT_VERSION = 1
 HELD_OUT_SEED = 1_000_003  # held-out pairs come from their own seed stream, never trained on

@@ -20,9 +20,9 @@ from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.hub import load_pretrained, model_source
 from avatar_platform.formats.lora_folder import LORA_META, LORA_WEIGHTS
 from avatar_platform.models.checkpoint import check_format_version
-from avatar_platform.pipelines.training.gan_losses import average_gradients
-from avatar_platform.pipelines.training.lora_config import LoraTrainingConfig
-from avatar_platform.pipelines.training.lora_data import TrainingImage, augment, default_caption
+from avatar_platform.pipelines.training.gan.losses import average_gradients
+from avatar_platform.pipelines.training.lora.config import LoraTrainingConfig
+from avatar_platform.pipelines.training.lora.data import TrainingImage, augment, default_caption
 
 FORMAT_VERSION = 1
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]  # CLIP's attention

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.formats.pictures import image_tensor, load_image
-from avatar_platform.pipelines.training.lora_config import LoraAugmentationConfig
+from avatar_platform.pipelines.training.lora.config import LoraAugmentationConfig
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MIN_IMAGES = 3

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.paths import user_path
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig, with_dataset_masks
-from avatar_platform.pipelines.training.gan_data import (
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig, with_dataset_masks
+from avatar_platform.pipelines.training.gan.data import (
     dataset_has_masks,
     open_dataset,
     ray_dataset,
     shuffle_rows,
 )
-from avatar_platform.pipelines.training.gan_loop import train_gan_loop
+from avatar_platform.pipelines.training.gan.loop import train_gan_loop
 from avatar_platform.pipelines.training.ray_job import TrainSummary, describe_error, prepare, tracked_fit
 
 EXPERIMENT = "train-gan"
@@ -44,7 +44,7 @@ def run_train_gan(
     masks = config.discriminator.mask_channel
     parent = None
     if init is not None:  # checked here, once: a mismatch never reaches a worker
-        from avatar_platform.pipelines.training.gan_init import check_init
+        from avatar_platform.pipelines.training.gan.init import check_init
 
         parent = check_init(init, config)
     # room beyond the workers for Ray Data's decode tasks

@@ -10,7 +10,7 @@ from avatar_platform.core.config import StrictConfig
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.models.discriminator import DiscriminatorConfig
 from avatar_platform.models.eg3d.generator import GeneratorConfig
-from avatar_platform.pipelines.training.gan_augment import AugmentConfig
+from avatar_platform.pipelines.training.gan.augment import AugmentConfig
 
 
 class MemoryConfig(StrictConfig):

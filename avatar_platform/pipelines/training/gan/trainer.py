@@ -1,4 +1,4 @@
-"""One EG3D training step and the training state, in plain PyTorch (Ray wires it in gan_loop.py).
+"""One EG3D training step and the training state, in plain PyTorch (Ray wires it in gan/loop.py).
 
 Per step (docs/method.md §2): G — non-saturating logistic loss through the pose-conditioned dual
 discriminator; every `density_reg_interval` steps the density L1 regulariser; D — logistic loss on
@@ -22,9 +22,9 @@ from avatar_platform.models.discriminator import DualDiscriminator, pose_label
 from avatar_platform.models.eg3d.background import resize
 from avatar_platform.models.eg3d.generator import TriPlaneGenerator
 from avatar_platform.models.eg3d.volume_renderer import ray_noise
-from avatar_platform.pipelines.training.gan_augment import adjust_p, augment
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-from avatar_platform.pipelines.training.gan_losses import (
+from avatar_platform.pipelines.training.gan.augment import adjust_p, augment
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan.losses import (
     average_gradients,
     blur,
     blur_sigma,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from avatar_platform.formats.model_folder import BEST_FOLDER, read_metrics, replace_folder, write_metrics
 from avatar_platform.pipelines.training.fid_tracker import FidTracker
-from avatar_platform.pipelines.training.gan_config import GanTrainingConfig
-from avatar_platform.pipelines.training.gan_trainer import GanTrainer
+from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
+from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 from avatar_platform.pipelines.training.ray_job import (
     due,
     report_checkpoint,
@@ -61,7 +61,7 @@ def train_gan_loop(loop_config: dict) -> None:
     trainer = GanTrainer(config, ray.train.torch.get_device(), rank, world)
     resume_from_checkpoint(trainer, logger)
     if trainer.step == 0 and loop_config.get("init"):  # not when a checkpoint continues the run
-        from avatar_platform.pipelines.training.gan_init import load_init
+        from avatar_platform.pipelines.training.gan.init import load_init
 
         load_init(trainer, Path(loop_config["init"]), loop_config.get("init_label"))
     shard = ray.train.get_dataset_shard("train")
