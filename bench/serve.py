@@ -44,16 +44,15 @@ def tiny_model(folder: Path) -> Path:
 def in_process(model_folder: Path, views: int, requests: int, threads: int) -> dict:
     import torch
 
-    from avatar_platform.pipelines.inference.pyfunc import load_model
-    from avatar_platform.serve.avatars import AvatarJob, render_jobs
+    from avatar_platform.pipelines.inference.pyfunc import AvatarRequest, load_model
+    from avatar_platform.serve.avatars import render_jobs
 
     torch.set_num_threads(threads)
     model = load_model(model_folder, device="cpu")
     latencies = []
     for seed in range(requests + 2):
-        job = AvatarJob(
+        job = AvatarRequest(
             seed=seed,
-            image=None,
             views=views,
             resolution=None,
             mesh=False,

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from avatar_platform import __version__
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.ray_runtime import is_loopback
-from avatar_platform.serve.avatars import AvatarJob
+from avatar_platform.pipelines.inference.pyfunc import AvatarRequest
 from avatar_platform.serve.config import ServeConfig
 from avatar_platform.serve.loopback import keep_replica_grpc_on_loopback
 from avatar_platform.serve.model_deployment import AvatarModel
@@ -251,20 +251,8 @@ def _openapi() -> dict:
 api.openapi = _openapi
 
 
-def _job(options: AvatarOptions, seed: int | None = None, image: bytes | None = None):
-    extra = options.model_dump(include={"num_samples", "guidance", "refine", "tune"})
-    return AvatarJob(
-        seed=seed,
-        image=image,
-        views=options.views,
-        resolution=options.resolution,
-        mesh=options.mesh,
-        mesh_resolution=options.mesh_resolution,
-        turntable=options.turntable,
-        frames=options.frames,
-        truncation=options.truncation,
-        **extra,
-    )
+def _job(options: AvatarOptions, seed: int | None = None, image: bytes | None = None) -> AvatarRequest:
+    return AvatarRequest.from_spec(options, seed=seed, image=image)
 
 
 @serve.deployment(name="AvatarIngress", ray_actor_options={"num_cpus": 0})
@@ -337,7 +325,7 @@ class AvatarIngress:
                 self._info = ModelInfo.model_validate(info)
         return self._info
 
-    async def _seeds(self, request: Request) -> tuple[AvatarOptions, list[AvatarJob]]:
+    async def _seeds(self, request: Request) -> tuple[AvatarOptions, list[AvatarRequest]]:
         self._declared_length(request, MAX_JSON_BYTES, "the JSON body")
         body = await request.body()
         if len(body) > MAX_JSON_BYTES:
@@ -368,7 +356,7 @@ class AvatarIngress:
         self._check_limits(options, len(options.seeds))
         return options, [_job(options, seed=seed) for seed in options.seeds]
 
-    async def _upload(self, request: Request) -> tuple[AvatarOptions, list[AvatarJob]]:
+    async def _upload(self, request: Request) -> tuple[AvatarOptions, list[AvatarRequest]]:
         from starlette.datastructures import UploadFile
 
         from avatar_platform.formats.pictures import load_image

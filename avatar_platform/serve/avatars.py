@@ -17,40 +17,6 @@ from avatar_platform.pipelines.inference.pyfunc import AvatarRequest, StyleAvata
 
 
 @dataclass(frozen=True)
-class AvatarJob:
-    """One seed, or one uploaded picture (checked by the ingress), and how to render it."""
-
-    seed: int | None
-    image: bytes | None
-    views: int
-    resolution: int | None
-    mesh: bool
-    mesh_resolution: int
-    turntable: bool
-    frames: int
-    truncation: float
-    num_samples: int = 1
-    guidance: float | None = None
-    refine: int = 0
-    tune: int = 0
-
-    def request(self) -> AvatarRequest:
-        return AvatarRequest(
-            index=0,
-            seed=self.seed,
-            image=self.image,
-            views=self.views,
-            truncation=self.truncation,
-            mesh=self.mesh,
-            mesh_resolution=self.mesh_resolution,
-            num_samples=self.num_samples,
-            guidance=self.guidance,
-            refine=self.refine,
-            tune=self.tune,
-        )
-
-
-@dataclass(frozen=True)
 class RenderedAvatar:
     """Encoded files of one avatar, ready to be written or sent."""
 
@@ -79,14 +45,14 @@ def _gif(frames: list[np.ndarray]) -> bytes:
 
 @torch.no_grad()
 def render_jobs(
-    model: StyleAvatar3DModel, jobs: list[AvatarJob], chunk: int = 16
+    model: StyleAvatar3DModel, jobs: list[AvatarRequest], chunk: int = 16
 ) -> list[list[RenderedAvatar]]:
-    """The avatars of each job (a seed gives one, a picture `num_samples`), in job order."""
+    """The avatars of each request (a seed gives one, a picture `num_samples`), in order."""
     shared = model.generator
     avatars = [
         (j, sample, avatar)
         for j, job in enumerate(jobs)
-        for sample, avatar in enumerate(model.avatar_list(job.request()))
+        for sample, avatar in enumerate(model.avatar_list(job))
     ]
     # every view of every avatar the model's own generator renders goes through it together; a
     # refined avatar's tuned copy renders its own

@@ -12,7 +12,8 @@ from dataclasses import asdict
 
 from ray import serve
 
-from avatar_platform.serve.avatars import AvatarJob, RenderedAvatar, render_jobs
+from avatar_platform.pipelines.inference.pyfunc import AvatarRequest
+from avatar_platform.serve.avatars import RenderedAvatar, render_jobs
 from avatar_platform.serve.config import ServeConfig
 from avatar_platform.serve.loopback import keep_replica_grpc_on_loopback
 from avatar_platform.serve.schemas import ModelInfo
@@ -55,10 +56,10 @@ class AvatarModel:
     def info(self) -> dict:
         return self._info.model_dump()
 
-    async def __call__(self, job: AvatarJob) -> list[RenderedAvatar]:
+    async def __call__(self, job: AvatarRequest) -> list[RenderedAvatar]:
         return await self.render(job)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
-    async def render(self, jobs: list[AvatarJob]) -> list[list[RenderedAvatar]]:
+    async def render(self, jobs: list[AvatarRequest]) -> list[list[RenderedAvatar]]:
         # off the replica's event loop, so health checks and queueing go on during a batch
         return await asyncio.to_thread(render_jobs, self.model, jobs, self.config.render_chunk)

@@ -241,13 +241,12 @@ def test_the_cli_default_smoothing_is_the_librarys():
 
 
 def test_served_and_registry_meshes_are_valid_glbs(tiny_generator, tmp_path):
-    from avatar_platform.pipelines.inference.pyfunc import load_model
-    from avatar_platform.serve.avatars import AvatarJob, render_jobs
+    from avatar_platform.pipelines.inference.pyfunc import AvatarRequest, load_model
+    from avatar_platform.serve.avatars import render_jobs
 
     model = load_model(tiny_generator, device="cpu")
-    job = AvatarJob(
+    job = AvatarRequest(
         seed=3,
-        image=None,
         views=1,
         resolution=None,
         mesh=True,

@@ -62,16 +62,15 @@ def test_seeds_give_views_a_turntable_and_a_glb_that_trimesh_loads(served):
 
 
 def test_a_served_seed_renders_as_the_model_does_in_process(served, tiny_diffusion):
-    from avatar_platform.pipelines.inference.pyfunc import load_model
-    from avatar_platform.serve.avatars import AvatarJob, render_jobs
+    from avatar_platform.pipelines.inference.pyfunc import AvatarRequest, load_model
+    from avatar_platform.serve.avatars import render_jobs
 
     response = post_seeds(served.url, {"seeds": [3], "views": 2, "turntable": False})
     assert response.status_code == 201, response.text
     avatar = response.json()["avatars"][0]
     assert avatar["turntable"] is None and avatar["mesh"] is None
-    job = AvatarJob(
+    job = AvatarRequest(
         seed=3,
-        image=None,
         views=2,
         resolution=None,
         mesh=False,

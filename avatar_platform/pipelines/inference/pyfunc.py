@@ -18,7 +18,15 @@ import pandas as pd
 import torch
 
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.formats.avatar_spec import MAX_SEED, served_bounds
+from avatar_platform.formats.avatar_spec import (
+    FRAMES,
+    MAX_SEED,
+    MESH_RESOLUTION,
+    TRUNCATION,
+    VIEWS,
+    RenderSpec,
+    served_bounds,
+)
 from avatar_platform.formats.model_folder import is_diffusion_folder, load_generator
 from avatar_platform.pipelines.inference import sampling
 
@@ -32,19 +40,31 @@ DEFAULTS: dict[str, tuple[Any, Any, Any]] = {
 
 @dataclass(frozen=True)
 class AvatarRequest:
-    """One checked input row: a seed or a picture, and how to render what it gives."""
+    """One checked request for avatars: a seed or a picture, and how to render what it gives
+    (the fields of `formats.avatar_spec.AvatarSpec`, with its defaults). A pyfunc row fills the
+    views and mesh; the HTTP API also the view size and the turntable."""
 
-    index: int
-    seed: int | None
-    image: bytes | None
-    views: int
-    truncation: float
-    mesh: bool
-    mesh_resolution: int
-    num_samples: int
-    guidance: float | None
+    index: int = 0
+    seed: int | None = None
+    image: bytes | None = None
+    views: int = VIEWS
+    truncation: float = TRUNCATION
+    mesh: bool = False
+    mesh_resolution: int = MESH_RESOLUTION
+    num_samples: int = 1
+    guidance: float | None = None
     refine: int = 0
     tune: int = 0
+    resolution: int | None = None  # side of each returned view (None: the model's own)
+    turntable: bool = False
+    frames: int = FRAMES
+
+    @classmethod
+    def from_spec(
+        cls, spec: RenderSpec, seed: int | None = None, image: bytes | None = None
+    ) -> AvatarRequest:
+        """The request of a checked spec (an HTTP body): its fields, and the seed or picture."""
+        return cls(seed=seed, image=image, **spec.model_dump(exclude={"seeds"}))
 
     @property
     def refines(self) -> bool:
