@@ -24,6 +24,10 @@ DIFFUSION_MARKER = "style_denoiser.json"
 METRICS_FILE = "metrics.json"
 BEST_FOLDER = "best"  # a training output's lowest-FID model so far (gan.keep_best)
 EMBEDDED_GENERATOR = "generator"
+# a GAN model folder's networks: (the trainer's attribute, the file stem of <stem>.json +
+# <stem>.safetensors); a diffusion model embeds its generator's EMA weights and metrics
+GAN_NETWORKS = (("G", "generator"), ("G_ema", "generator_ema"), ("D", "discriminator"))
+EMBEDDED_GENERATOR_FILES = ("generator_ema.json", "generator_ema.safetensors", METRICS_FILE)
 # loading any of these could run code, and inference needs none of them
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from avatar_platform import __version__, starters
 from avatar_platform.core.digest import file_sha256
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.formats.model_folder import is_pickle, replace_folder
+from avatar_platform.formats.model_folder import GAN_NETWORKS, is_pickle, replace_folder
 
 MAX_BYTES = 25 * 2**20  # a starter travels in the repository and in every installation
 METRIC_KEYS = ("fid", "kid", "geometry", "silhouette_iou", "largest_share", "border_faces")
@@ -30,12 +30,10 @@ def build_starter(
     """`root/<name>/` (default: the package's starters folder) with `model/` copied from the GAN
     model folder `model`, without pickles, and the card (`card` + the file hashes). Written
     beside the old one and swapped in whole: an interrupted build leaves the old starter."""
-    from avatar_platform.pipelines.training.gan.init import NETWORKS
-
     root = Path(root or starters.STARTERS_DIR)
     missing = [
         f"{n}.{ext}"
-        for _, n in NETWORKS
+        for _, n in GAN_NETWORKS
         for ext in ("json", "safetensors")
         if not (Path(model) / f"{n}.{ext}").is_file()
     ]

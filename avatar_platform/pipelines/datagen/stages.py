@@ -17,12 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from avatar_platform.core.paths import atomic_write_bytes
+from avatar_platform.formats.dataset_schema import DATASET_SCHEMA, PART_PREFIX
 from avatar_platform.pipelines.datagen.backend import ImageRequest, mask_from_bool
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.poses.conditioning import render_conditions
 from avatar_platform.pipelines.poses.template import template_for
-
-PART_PREFIX = "part-"
 
 
 def render_condition_batch(batch: dict[str, np.ndarray], config_json: str) -> dict:
@@ -104,35 +103,6 @@ def encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG", compress_level=4)
     return buffer.getvalue()
-
-
-DATASET_SCHEMA = pa.schema(
-    [
-        ("sample_id", pa.string()),
-        ("avatar_id", pa.string()),
-        ("style", pa.string()),
-        ("prompt", pa.string()),
-        ("negative_prompt", pa.string()),
-        ("seed", pa.int64()),
-        ("yaw", pa.float32()),
-        ("pitch", pa.float32()),
-        ("view_bin", pa.int32()),
-        ("camera", pa.list_(pa.float32(), 25)),
-        ("image", pa.binary()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("backend", pa.string()),
-        # beyond the dataset contract (docs/architecture.md): what the image was made from
-        ("attributes", pa.string()),
-        ("true_yaw", pa.float32()),
-        ("true_pitch", pa.float32()),
-        ("openpose_image", pa.binary()),
-        ("depth_image", pa.binary()),
-        # the image's foreground: 1-channel PNG (mode "L"), 255 = avatar, 0 = background, the
-        # image's size; how it was made is the card's "masks.source"
-        ("mask", pa.binary()),
-    ]
-)
 
 
 def part_name(indices: np.ndarray, sample_ids: list[str]) -> str:

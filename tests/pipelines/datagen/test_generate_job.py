@@ -23,10 +23,10 @@ from avatar_platform.formats.dataset_card import (
     write_preview,
     yaw_distance,
 )
+from avatar_platform.formats.dataset_schema import DATASET_SCHEMA
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.job import run_generate
 from avatar_platform.pipelines.datagen.spec import plan
-from avatar_platform.pipelines.datagen.stages import DATASET_SCHEMA
 from avatar_platform.pipelines.poses.view_bins import coarse_view_bin
 
 CONTRACT_COLUMNS = [

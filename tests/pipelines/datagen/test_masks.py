@@ -17,6 +17,7 @@ from avatar_platform.cli.app import main
 from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.formats.dataset_card import format_card, read_card
+from avatar_platform.formats.dataset_schema import DATASET_SCHEMA
 from avatar_platform.pipelines.datagen.backend import ImageRequest
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.controlnet_backend import (
@@ -34,11 +35,7 @@ from avatar_platform.pipelines.datagen.procedural_backend import (
     pixelate,
 )
 from avatar_platform.pipelines.datagen.spec import plan
-from avatar_platform.pipelines.datagen.stages import (
-    DATASET_SCHEMA,
-    render_condition_batch,
-    requests_from_batch,
-)
+from avatar_platform.pipelines.datagen.stages import render_condition_batch, requests_from_batch
 from avatar_platform.pipelines.datagen.tiny_models import build_tiny_matting_model
 from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_angles
 from avatar_platform.pipelines.poses.conditioning import raycast, render_conditions

@@ -16,7 +16,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avatar_platform.formats.model_folder import EMBEDDED_GENERATOR, load_generator, model_fid, write_metrics
+from avatar_platform.formats.model_folder import (
+    EMBEDDED_GENERATOR,
+    EMBEDDED_GENERATOR_FILES,
+    load_generator,
+    model_fid,
+    write_metrics,
+)
 from avatar_platform.models.checkpoint import check_format_version
 from avatar_platform.models.style_diffusion.denoiser import StyleDenoiser
 from avatar_platform.models.style_diffusion.encoders import (
@@ -31,14 +37,13 @@ from avatar_platform.pipelines.training.gan.losses import average_gradients
 
 STATE_FORMAT_VERSION = 1
 HELD_OUT_SEED = 1_000_003  # held-out pairs come from their own seed stream, never trained on
-GENERATOR_FILES = ("generator_ema.json", "generator_ema.safetensors", "metrics.json")
 
 
 def embed_generator(source: Path, folder: Path) -> None:
     """Copy the generator's EMA weights (and its metrics) into `folder/generator`."""
-    target = folder / "generator"
+    target = folder / EMBEDDED_GENERATOR
     target.mkdir(parents=True, exist_ok=True)
-    for name in GENERATOR_FILES:
+    for name in EMBEDDED_GENERATOR_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, target / name)
 

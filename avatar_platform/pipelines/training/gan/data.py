@@ -14,9 +14,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.formats.dataset_schema import MASK_COLUMN, REQUIRED_COLUMNS
 
-REQUIRED_COLUMNS = ("image", "yaw", "pitch", "camera", "width", "height", "view_bin")
-MASK_COLUMN = "mask"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

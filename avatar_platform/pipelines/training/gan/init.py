@@ -12,9 +12,9 @@ from pathlib import Path
 
 from avatar_platform import starters
 from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.formats.model_folder import GAN_NETWORKS
 from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
-NETWORKS = (("G", "generator"), ("G_ema", "generator_ema"), ("D", "discriminator"))
 # what a label-conditioned D may change without changing its weights' shapes
 D_NON_ARCHITECTURE = {"conditioning"}
 
@@ -45,7 +45,7 @@ def check_init(spec: str | Path, config: GanTrainingConfig) -> Path:
             fix=f"pass its generator's training output (the diffusion embeds only G_ema: "
             f"'{folder / 'generator'}' has no discriminator to fine-tune)",
         )
-    missing = [f"{name}.json" for _, name in NETWORKS if not (folder / f"{name}.json").is_file()]
+    missing = [f"{name}.json" for _, name in GAN_NETWORKS if not (folder / f"{name}.json").is_file()]
     if missing:
         raise AvatarPlatformError(
             f"--init '{folder}' lacks {', '.join(missing)}",
@@ -108,7 +108,7 @@ def _check_weights(folder: Path) -> None:
     from avatar_platform.models.discriminator import DualDiscriminator
     from avatar_platform.models.eg3d.generator import TriPlaneGenerator
 
-    for attr, name in NETWORKS:
+    for attr, name in GAN_NETWORKS:
         cls = DualDiscriminator if attr == "D" else TriPlaneGenerator
         try:
             cls.from_pretrained(folder, name)
@@ -129,7 +129,7 @@ def load_init(trainer, folder: Path, parent: str | None = None) -> None:
     (`trainer.parent`: `parent` as the user named it, else the folder), which `GanTrainer.save`
     writes to config.json."""
     folder = Path(folder)
-    for attr, name in NETWORKS:
+    for attr, name in GAN_NETWORKS:
         module = getattr(trainer, attr)
         loaded = type(module).from_pretrained(folder, name).to(trainer.device)
         module.load_state_dict(loaded.state_dict())

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from avatar_platform.formats.model_folder import GAN_NETWORKS
 from avatar_platform.models.checkpoint import check_format_version
 from avatar_platform.models.discriminator import DualDiscriminator, pose_label
 from avatar_platform.models.eg3d.background import resize
@@ -291,9 +292,8 @@ class GanTrainer:
         """The model folder: G, G_ema, D as json + safetensors, training_state.pt, config.json."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.G.save_pretrained(folder, "generator")
-        self.G_ema.save_pretrained(folder, "generator_ema")
-        self.D.save_pretrained(folder, "discriminator")
+        for attr, stem in GAN_NETWORKS:
+            getattr(self, attr).save_pretrained(folder, stem)
         state = {
             "format_version": STATE_FORMAT_VERSION,
             "step": self.step,
@@ -314,7 +314,7 @@ class GanTrainer:
     def load(self, folder: Path) -> None:
         """Continue from a model folder written by `save` (weights and optimiser state)."""
         folder = Path(folder)
-        for attr, name in (("G", "generator"), ("G_ema", "generator_ema"), ("D", "discriminator")):
+        for attr, name in GAN_NETWORKS:
             cls = type(getattr(self, attr))
             loaded = cls.from_pretrained(folder, name).to(self.device)
             getattr(self, attr).load_state_dict(loaded.state_dict())
