@@ -131,16 +131,22 @@ def config_error(
             fix=_suggest(loc[-1], valid),
         )
     got = first.get("input")
-    is_section = isinstance(got, dict | BaseModel) or _model_at(model_cls, loc) is not None
+    # an item of a list field: name the field and the item ('modes', item 0), not 'modes.0'
+    item = ""
+    while len(loc) > 1 and loc[-1].isdigit():
+        item = f"item {loc[-1]} of "
+        loc = loc[:-1]
+        dotted = ".".join((section, *loc))
+    is_section = not item and (isinstance(got, dict | BaseModel) or _model_at(model_cls, loc) is not None)
     shown = "" if is_section else f" {json.dumps(got, default=str)}"
     described = _field_description(model_cls, loc)
-    # top-level scalar keys have a flag of the same name; nested ones live in a config file
+    # top-level scalar and list keys have a flag of the same name; nested ones live in a config file
     if len(loc) == 1 and not is_section:
         fix = f"pass a valid --{loc[0].replace('_', '-')}, or correct '{dotted}' in {source}"
     else:
         fix = f"correct '{dotted}' in {source} (a --config YAML file)"
     return AvatarPlatformError(
-        f"invalid value{shown} for '{dotted}'"
+        f"invalid value{shown} for {item}'{dotted}'"
         + (f" ({described})" if described else "")
         + f": {first['msg']}",
         fix=fix,

@@ -174,6 +174,16 @@ def test_invalid_value_names_the_dotted_key(overrides, dotted, flag):
     assert flag in message
 
 
+def test_a_bad_item_of_a_list_flag_names_the_item_and_the_flag():
+    from avatar_platform.pipelines.evaluation.ablation import AblationConfig
+
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve_config(AblationConfig, "ablation", "tiny", None, {"modes": ["fine", "bogus"]})
+    message = str(info.value)
+    assert "invalid value \"bogus\" for item 1 of 'ablation.modes'" in message
+    assert "pass a valid --modes" in message and "modes.1" not in message
+
+
 def test_resolution_not_multiple_of_8_explains_why():
     with pytest.raises(AvatarPlatformError) as info:
         resolve("tiny", overrides={"resolution": 36})
