@@ -51,16 +51,7 @@ def in_process(model_folder: Path, views: int, requests: int, threads: int) -> d
     model = load_model(model_folder, device="cpu")
     latencies = []
     for seed in range(requests + 2):
-        job = AvatarRequest(
-            seed=seed,
-            views=views,
-            resolution=None,
-            mesh=False,
-            mesh_resolution=16,
-            turntable=False,
-            frames=2,
-            truncation=0.7,
-        )
+        job = AvatarRequest(seed=seed, views=views, mesh_resolution=16)
         started = time.perf_counter()
         render_jobs(model, [job])
         if seed >= 2:  # two warm-up calls

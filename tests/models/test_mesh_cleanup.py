@@ -245,16 +245,7 @@ def test_served_and_registry_meshes_are_valid_glbs(tiny_generator, tmp_path):
     from avatar_platform.serve.avatars import render_jobs
 
     model = load_model(tiny_generator, device="cpu")
-    job = AvatarRequest(
-        seed=3,
-        views=1,
-        resolution=None,
-        mesh=True,
-        mesh_resolution=24,
-        turntable=False,
-        frames=2,
-        truncation=0.7,
-    )
+    job = AvatarRequest(seed=3, views=1, mesh=True, mesh_resolution=24)
     [[served]] = render_jobs(model, [job])
     assert served.mesh_faces > 0
     import pandas as pd

@@ -69,16 +69,7 @@ def test_a_served_seed_renders_as_the_model_does_in_process(served, tiny_diffusi
     assert response.status_code == 201, response.text
     avatar = response.json()["avatars"][0]
     assert avatar["turntable"] is None and avatar["mesh"] is None
-    job = AvatarRequest(
-        seed=3,
-        views=2,
-        resolution=None,
-        mesh=False,
-        mesh_resolution=16,
-        turntable=False,
-        frames=2,
-        truncation=0.7,
-    )
+    job = AvatarRequest(seed=3, views=2, mesh_resolution=16)
     [[local]] = render_jobs(load_model(tiny_diffusion, device="cpu"), [job])
     served_views = [fetch(served.url, link).content for link in avatar["views"]]
     assert served_views == local.views
