@@ -133,9 +133,8 @@ def config_error(
     got = first.get("input")
     # an item of a list field: name the field and the item ('modes', item 0), not 'modes.0'
     item = ""
-    while len(loc) > 1 and loc[-1].isdigit():
-        item = f"item {loc[-1]} of "
-        loc = loc[:-1]
+    if len(loc) > 1 and loc[-1].isdigit():
+        item, loc = f"item {loc[-1]} of ", loc[:-1]
         dotted = ".".join((section, *loc))
     is_section = not item and (isinstance(got, dict | BaseModel) or _model_at(model_cls, loc) is not None)
     shown = "" if is_section else f" {json.dumps(got, default=str)}"

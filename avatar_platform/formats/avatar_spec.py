@@ -91,7 +91,3 @@ def served_bounds(field: str) -> tuple[Any, Any, Any]:
     if field == "mesh_resolution":
         high = SERVED_MESH_RESOLUTION
     return default, low, high
-
-
-def description(field: str) -> str:
-    return AvatarSpec.model_fields[field].description or ""

@@ -251,10 +251,6 @@ def _openapi() -> dict:
 api.openapi = _openapi
 
 
-def _job(options: AvatarOptions, seed: int | None = None, image: bytes | None = None) -> AvatarRequest:
-    return AvatarRequest.from_spec(options, seed=seed, image=image)
-
-
 @serve.deployment(name="AvatarIngress", ray_actor_options={"num_cpus": 0})
 @serve.ingress(api)
 class AvatarIngress:
@@ -354,7 +350,7 @@ class AvatarIngress:
             raise ApiError(400, "the JSON body is nested too deeply") from None
         options = within_limits(options, self.config)
         self._check_limits(options, len(options.seeds))
-        return options, [_job(options, seed=seed) for seed in options.seeds]
+        return options, [AvatarRequest.from_spec(options, seed=seed) for seed in options.seeds]
 
     async def _upload(self, request: Request) -> tuple[AvatarOptions, list[AvatarRequest]]:
         from starlette.datastructures import UploadFile
@@ -402,7 +398,7 @@ class AvatarIngress:
             )
         except AvatarPlatformError as err:
             raise ApiError(422, err.message) from None
-        return options, [_job(options, image=data)]
+        return options, [AvatarRequest.from_spec(options, image=data)]
 
     def _check_limits(self, options: AvatarOptions, seeds: int = 0) -> None:
         problems = check_limits(options, self.config, seeds)
