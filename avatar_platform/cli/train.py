@@ -23,6 +23,39 @@ from avatar_platform.cli.common import (
 app = typer.Typer(help="Train the models (Ray Train, tracked in MLflow).", no_args_is_help=True)
 
 
+def _resolve(model, section: str, preset: str, config: Path | None, common: dict, **overrides):
+    """The job's config: the preset, then --config, then the flags given (None = not given).
+
+    `common` holds the flags every `train` command takes: steps, batch_size, workers, gpus and
+    gpu_wait (the config's gpu_wait_s)."""
+    from avatar_platform.core.config import resolve_config
+
+    given = {("gpu_wait_s" if name == "gpu_wait" else name): value for name, value in common.items()}
+    return resolve_config(model, section, preset, config, {**given, **overrides})
+
+
+def _out_folder(out: Path | None, kind: str) -> Path:
+    """--out as the user meant it from this folder, or $AVATAR_HOME/runs/<kind>-<time>."""
+    import time
+
+    from avatar_platform.core.paths import platform_home, user_path
+
+    return user_path(out or platform_home() / "runs" / time.strftime(f"{kind}-%Y%m%d-%H%M%S"))
+
+
+def _print_dry_run(out: Path, section: str, cfg, **extra) -> None:
+    import json
+
+    typer.echo(json.dumps({"out": str(out), **extra, section: cfg.model_dump(mode="json")}, indent=2))
+
+
+def _print_end(summary, experiment: str, next_command: str) -> None:
+    """The lines every training ends with: its MLflow run, and what to run next."""
+    if summary.run_id:
+        typer.echo(f"mlflow   run {summary.run_id} (experiment '{experiment}')")
+    typer.echo(f"next     {next_command}")
+
+
 @app.command()
 def gan(
     data: Path = typer.Option(..., help="a dataset folder written by `avatar-platform generate`"),
@@ -50,35 +83,25 @@ def gan(
     dry_run: bool = DRY_RUN,
 ) -> None:
     """Train the EG3D tri-plane GAN with the coarse-to-fine pose discriminator."""
-    import json
     import math
-    import time
 
-    from avatar_platform.core.config import resolve_config
     from avatar_platform.core.errors import AvatarPlatformError
-    from avatar_platform.core.paths import platform_home, user_model_spec, user_path
+    from avatar_platform.core.paths import user_model_spec, user_path
     from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
-    overrides: dict = {
-        "steps": steps,
-        "batch_size": batch_size,
-        "workers": workers,
-        "gpus": gpus,
-        "gpu_wait_s": gpu_wait,
-        "discriminator": {"conditioning": {"mode": discriminator}},
-    }
-    cfg = resolve_config(GanTrainingConfig, "gan", preset, config, overrides)
+    common = dict(steps=steps, batch_size=batch_size, workers=workers, gpus=gpus, gpu_wait=gpu_wait)
+    conditioning = {"conditioning": {"mode": discriminator}}
+    cfg = _resolve(GanTrainingConfig, "gan", preset, config, common, discriminator=conditioning)
     if kimg is not None:
         if kimg <= 0:
             raise AvatarPlatformError(f"--kimg must be positive, got {kimg}")
         cfg = cfg.model_copy(update={"steps": max(math.ceil(kimg * 1000 / cfg.batch_size), 1)})
     # every path as the user meant it, from this folder: the workers run in other folders
     data = user_path(data)
-    out = user_path(out or platform_home() / "runs" / time.strftime("gan-%Y%m%d-%H%M%S"))
+    out = _out_folder(out, "gan")
     init = user_model_spec(init) if init is not None else None
     if dry_run:
-        shown = {"out": str(out), "init": init, "gan": cfg.model_dump(mode="json")}
-        typer.echo(json.dumps(shown, indent=2))
+        _print_dry_run(out, "gan", cfg, init=init)
         return
 
     from avatar_platform.formats.model_folder import BEST_FOLDER, read_metrics
@@ -98,9 +121,7 @@ def gan(
         typer.echo(
             f"best     {best} (step {scores.get('step', '?')}, training FID {scores.get('fid', float('nan')):.2f})"
         )
-    if summary.run_id:
-        typer.echo(f"mlflow   run {summary.run_id} (experiment 'train-gan')")
-    typer.echo(f"next     avatar-platform sample --model {summary.out} --seeds 0-3 --mesh")
+    _print_end(summary, "train-gan", f"avatar-platform sample --model {summary.out} --seeds 0-3 --mesh")
 
 
 @app.command()
@@ -125,26 +146,16 @@ def diffusion(
     dry_run: bool = DRY_RUN,
 ) -> None:
     """Train the style-space diffusion: a frontal image → the generator's w (METHOD §4)."""
-    import json
-    import time
-
-    from avatar_platform.core.config import resolve_config
-    from avatar_platform.core.paths import platform_home, user_model_spec, user_path
+    from avatar_platform.core.paths import user_model_spec
     from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
 
-    overrides: dict = {
-        "steps": steps,
-        "batch_size": batch_size,
-        "workers": workers,
-        "gpus": gpus,
-        "gpu_wait_s": gpu_wait,
-        "encoder": {"kind": encoder, "clip_model": clip_model},
-    }
-    cfg = resolve_config(DiffusionTrainingConfig, "diffusion", preset, config, overrides)
+    common = dict(steps=steps, batch_size=batch_size, workers=workers, gpus=gpus, gpu_wait=gpu_wait)
+    encoder_flags = {"kind": encoder, "clip_model": clip_model}
+    cfg = _resolve(DiffusionTrainingConfig, "diffusion", preset, config, common, encoder=encoder_flags)
     generator = user_model_spec(generator)  # a folder from here, or an MLflow URI as given
-    out = user_path(out or platform_home() / "runs" / time.strftime("diffusion-%Y%m%d-%H%M%S"))
+    out = _out_folder(out, "diffusion")
     if dry_run:
-        typer.echo(json.dumps({"out": str(out), "diffusion": cfg.model_dump(mode="json")}, indent=2))
+        _print_dry_run(out, "diffusion", cfg)
         return
 
     from avatar_platform.pipelines.training.diffusion.job import EXPERIMENT, run_train_diffusion
@@ -162,9 +173,7 @@ def diffusion(
         if key in summary.metrics:
             baseline = summary.metrics.get(f"{key}_mean_baseline")
             typer.echo(f"{key:<14} {summary.metrics[key]:.4f} (mean-w baseline {baseline:.4f})")
-    if summary.run_id:
-        typer.echo(f"mlflow   run {summary.run_id} (experiment '{EXPERIMENT}')")
-    typer.echo(f"next     avatar-platform sample --model {summary.out} --image FACE.png")
+    _print_end(summary, EXPERIMENT, f"avatar-platform sample --model {summary.out} --image FACE.png")
 
 
 @app.command()
@@ -192,31 +201,18 @@ def lora(
     dry_run: bool = DRY_RUN,
 ) -> None:
     """Train a character LoRA on Stable Diffusion's UNet from a few pictures (METHOD §1)."""
-    import json
-    import time
-
-    from avatar_platform.core.config import resolve_config
-    from avatar_platform.core.paths import platform_home, user_path
+    from avatar_platform.core.paths import user_path
     from avatar_platform.pipelines.training.lora.config import LoraTrainingConfig
 
-    overrides: dict = {
-        "token": token,
-        "base": base,
-        "rank": rank,
-        "steps": steps,
-        "resolution": resolution,
-        "batch_size": batch_size,
-        "lr": lr,
-        "train_text_encoder": train_text_encoder,
-        "workers": workers,
-        "gpus": gpus,
-        "gpu_wait_s": gpu_wait,
-    }
-    cfg = resolve_config(LoraTrainingConfig, "lora", preset, config, overrides)
+    common = dict(steps=steps, batch_size=batch_size, workers=workers, gpus=gpus, gpu_wait=gpu_wait)
+    adapter = {"token": token, "base": base, "rank": rank, "resolution": resolution, "lr": lr}
+    cfg = _resolve(
+        LoraTrainingConfig, "lora", preset, config, common, **adapter, train_text_encoder=train_text_encoder
+    )
     images = user_path(images)
-    out = user_path(out or platform_home() / "runs" / time.strftime("lora-%Y%m%d-%H%M%S"))
+    out = _out_folder(out, "lora")
     if dry_run:
-        typer.echo(json.dumps({"out": str(out), "lora": cfg.model_dump(mode="json")}, indent=2))
+        _print_dry_run(out, "lora", cfg)
         return
 
     from avatar_platform.formats.lora_folder import LORA_WEIGHTS
@@ -233,9 +229,9 @@ def lora(
     typer.echo(f"adapter  {weights} ({weights.stat().st_size:,} bytes)")
     if (summary.model / "samples.png").is_file():
         typer.echo(f"samples  {summary.model / 'samples.png'} (fixed seeds)")
-    if summary.run_id:
-        typer.echo(f"mlflow   run {summary.run_id} (experiment '{EXPERIMENT}')")
-    typer.echo(
-        f"next     avatar-platform generate --backend controlnet --sd-model {cfg.base} "
-        f"--lora {summary.model} --guidance hybrid"
+    _print_end(
+        summary,
+        EXPERIMENT,
+        f"avatar-platform generate --backend controlnet --sd-model {cfg.base} --lora {summary.model} "
+        "--guidance hybrid",
     )

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import Field
 
-from pydantic import Field, model_validator
-
-from avatar_platform.core.config import StrictConfig
 from avatar_platform.models.style_diffusion.denoiser import StyleDenoiserConfig
 from avatar_platform.models.style_diffusion.encoders import ImageEncoderConfig
 from avatar_platform.models.style_diffusion.schedule import DiffusionScheduleConfig
+from avatar_platform.pipelines.training.job_config import TrainingJobConfig
 
 
-class DiffusionTrainingConfig(StrictConfig):
+class DiffusionTrainingConfig(TrainingJobConfig):
     """Image encoder, denoiser, schedule and training of the style-space diffusion (METHOD §4).
 
     Pairs (w, frontal render) are drawn on the fly from the generator's EMA weights."""
@@ -21,7 +19,6 @@ class DiffusionTrainingConfig(StrictConfig):
     denoiser: StyleDenoiserConfig = Field(default_factory=StyleDenoiserConfig)
     schedule: DiffusionScheduleConfig = Field(default_factory=DiffusionScheduleConfig)
     batch_size: int = Field(64, ge=1, description="pairs per step, over all workers")
-    steps: int = Field(1000, ge=1, description="training steps")
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     p_drop: float = Field(0.1, ge=0, le=1, description="P(condition dropped) for guidance")
@@ -36,20 +33,4 @@ class DiffusionTrainingConfig(StrictConfig):
     w_stats_samples: int = Field(2048, ge=2, description="ws that set w's mean and std")
     eval_pairs: int = Field(32, ge=0, description="held-out pairs evaluated at the end")
     eval_every: int = Field(0, ge=0, description="evaluate every N steps (0 = at the end)")
-    seed: int = Field(0, ge=0, description="training seed")
-    workers: int = Field(1, ge=1, description="Ray Train workers (DDP)")
-    use_gpu: bool | None = Field(None, description="None = when the cluster has GPUs")
-    gpus: Literal["auto", "required", "none"] = Field(
-        "auto",
-        description="auto: GPUs when the cluster has them (or as use_gpu says); required: wait up "
-        "to gpu_wait_s for them, never fall back to the CPU; none: CPUs only",
-    )
-    gpu_wait_s: float = Field(300.0, ge=0, description="how long --gpus required waits for GPUs")
     checkpoint_every: int = Field(200, ge=1, description="checkpoint every N steps")
-    log_every: int = Field(10, ge=1, description="log metrics every N steps")
-
-    @model_validator(mode="after")
-    def _sizes(self) -> DiffusionTrainingConfig:
-        if self.batch_size % self.workers:
-            raise ValueError(f"batch_size {self.batch_size} must divide by workers {self.workers}")
-        return self

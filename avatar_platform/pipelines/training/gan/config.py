@@ -11,6 +11,7 @@ from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.models.discriminator import DiscriminatorConfig
 from avatar_platform.models.eg3d.generator import GeneratorConfig
 from avatar_platform.pipelines.training.gan.augment import AugmentConfig
+from avatar_platform.pipelines.training.job_config import TrainingJobConfig
 
 
 class MemoryConfig(StrictConfig):
@@ -42,13 +43,12 @@ class MemoryConfig(StrictConfig):
     )
 
 
-class GanTrainingConfig(StrictConfig):
+class GanTrainingConfig(TrainingJobConfig):
     """Networks, losses and schedule of the GAN (EG3D's values by default, docs/method.md §2)."""
 
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
     batch_size: int = Field(32, ge=1, description="images per step, over all workers")
-    steps: int = Field(1000, ge=1, description="training steps")
     lr_g: float = Field(0.0025, gt=0, description="generator learning rate")
     lr_d: float = Field(0.002, gt=0, description="discriminator learning rate")
     finetune_lr_scale: float = Field(
@@ -80,17 +80,6 @@ class GanTrainingConfig(StrictConfig):
     memory: MemoryConfig = Field(
         default_factory=MemoryConfig, description="memory against compute (checkpointing)"
     )
-    seed: int = Field(0, ge=0, description="training seed")
-    workers: int = Field(1, ge=1, description="Ray Train workers (DDP)")
-    use_gpu: bool | None = Field(None, description="None = when the cluster has GPUs")
-    gpus: Literal["auto", "required", "none"] = Field(
-        "auto",
-        description="auto: GPUs when the cluster has them (or as use_gpu says); required: wait up "
-        "to gpu_wait_s for them, never fall back to the CPU; none: CPUs only",
-    )
-    gpu_wait_s: float = Field(300.0, ge=0, description="how long --gpus required waits for GPUs")
-    checkpoint_every: int = Field(100, ge=1, description="checkpoint every N steps")
-    log_every: int = Field(10, ge=1, description="log metrics every N steps")
     sample_every: int = Field(100, ge=1, description="log a sample grid every N steps")
     fid_samples: int = Field(
         256, ge=0, description="real images rank 0 keeps for FID/KID (0 = no FID in training)"
@@ -109,8 +98,6 @@ class GanTrainingConfig(StrictConfig):
                 f"discriminator.img_resolution ({self.discriminator.img_resolution}) must equal "
                 f"generator.img_resolution ({self.generator.img_resolution})"
             )
-        if self.batch_size % self.workers:
-            raise ValueError(f"batch_size {self.batch_size} must divide by workers {self.workers}")
         per_worker, micro = self.batch_size // self.workers, self.memory.micro_batch
         if micro and per_worker % micro:
             raise ValueError(

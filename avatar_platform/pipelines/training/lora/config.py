@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from avatar_platform.core.config import StrictConfig
+from avatar_platform.pipelines.training.job_config import TrainingJobConfig
 
 
 class LoraAugmentationConfig(StrictConfig):
@@ -28,7 +29,7 @@ class LoraAugmentationConfig(StrictConfig):
     )
 
 
-class LoraTrainingConfig(StrictConfig):
+class LoraTrainingConfig(TrainingJobConfig):
     """Base model, adapter shape and training of a character LoRA (diffusers' LoRA recipe)."""
 
     base: str = Field(
@@ -53,26 +54,15 @@ class LoraTrainingConfig(StrictConfig):
         multiple_of=8,
         description="training image side in pixels (a multiple of 8, the VAE's stride)",
     )
-    steps: int = Field(1000, ge=1, description="training steps")
     batch_size: int = Field(4, ge=1, description="pictures per step, over all workers")
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay (of the adapter)")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
-    seed: int = Field(0, ge=0, description="training seed (adapter init, batches, noise)")
-    workers: int = Field(1, ge=1, description="Ray Train workers (one GPU each)")
-    use_gpu: bool | None = Field(None, description="None = when the cluster has GPUs")
-    gpus: Literal["auto", "required", "none"] = Field(
-        "auto",
-        description="auto: GPUs when the cluster has them (or as use_gpu says); required: wait up "
-        "to gpu_wait_s for them, never fall back to the CPU; none: CPUs only",
-    )
-    gpu_wait_s: float = Field(300.0, ge=0, description="how long --gpus required waits for GPUs")
     mixed_precision: Literal["auto", "no", "fp16"] = Field(
         "auto",
         description="auto = fp16 base weights and autocast on CUDA (the adapter stays fp32), fp32 on CPU",
     )
     checkpoint_every: int = Field(250, ge=1, description="checkpoint every N steps")
-    log_every: int = Field(10, ge=1, description="log the loss every N steps")
     sample_every: int = Field(250, ge=0, description="sample images every N steps (0 = at the end only)")
     sample_seeds: list[int] = Field(
         [0, 1, 2, 3], description="seeds of the sample images (the same at every step)"
@@ -87,12 +77,6 @@ class LoraTrainingConfig(StrictConfig):
         if not value or "\n" in value:
             raise ValueError("the token must be a non-empty single line, e.g. 'zorb character'")
         return value
-
-    @model_validator(mode="after")
-    def _sizes(self) -> LoraTrainingConfig:
-        if self.batch_size % self.workers:
-            raise ValueError(f"batch_size {self.batch_size} must divide by workers {self.workers}")
-        return self
 
     @property
     def lora_alpha(self) -> float:
