@@ -39,13 +39,10 @@ def colour_summary(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
 def generated_colours(generator, cameras: torch.Tensor, seed: int = 0, batch: int = 16) -> np.ndarray:
     """(N, 6) colour summaries of G's pictures at `cameras`, one random z each (the seeds that
     fid.generated_features uses, so the two metrics judge the same pictures)."""
-    device = next(generator.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
+    from avatar_platform.pipelines.evaluation.fid import generated_batches
+
     out = []
-    for i in range(0, len(cameras), batch):
-        c = cameras[i : i + batch].to(device, torch.float32)
-        z = torch.randn(len(c), generator.config.z_dim, generator=gen).to(device)
-        result = generator(z, c)
+    for result in generated_batches(generator, cameras, seed, batch):
         image = ((result["image"].clamp(-1, 1) + 1) / 2).cpu().numpy()
         size = image.shape[-1]
         opacity = F.interpolate(result["opacity"], size=(size, size), mode="bilinear", align_corners=False)

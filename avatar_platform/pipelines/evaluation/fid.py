@@ -107,15 +107,22 @@ def generated_features(
     truncation_psi: float = 1.0,
 ) -> np.ndarray:
     """Features of generated images, one per camera (B, 25), random z per image."""
+    out = []
+    for result in generated_batches(generator, cameras, seed, batch, truncation_psi):
+        out.append(extractor(result["image"].clamp(-1, 1).cpu()).numpy())
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def generated_batches(generator, cameras: torch.Tensor, seed: int = 0, batch: int = 16, truncation_psi=1.0):
+    """G's outputs at `cameras` (B, 25), `batch` at a time, one random z per camera drawn from
+    `seed`: the pictures every generated-side metric judges (FID/KID here, the colour scores)."""
     device = next(generator.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    out = []
     for i in range(0, len(cameras), batch):
         c = cameras[i : i + batch].to(device, torch.float32)
         z = torch.randn(len(c), generator.config.z_dim, generator=gen).to(device)
-        images = generator(z, c, truncation_psi)["image"].clamp(-1, 1)
-        out.append(extractor(images.cpu()).numpy())
-    return np.concatenate(out)
+        yield generator(z, c, truncation_psi)
 
 
 def real_features(images: torch.Tensor, extractor: FeatureExtractor, batch: int = 64) -> np.ndarray:
