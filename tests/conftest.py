@@ -61,6 +61,13 @@ def tiny_sd(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def tiny_sd_flags(tiny_sd) -> list[str]:
+    """`generate --backend controlnet`'s model flags for the tiny SD pipeline and ControlNets."""
+    names = ("sd_model", "openpose_controlnet", "depth_controlnet")
+    return [item for name in names for item in (f"--{name.replace('_', '-')}", tiny_sd[name])]
+
+
+@pytest.fixture(scope="session")
 def tiny_generator(tmp_path_factory):
     """A `tiny`-preset generator model folder (random weights) with a recorded FID."""
     import json
@@ -93,3 +100,30 @@ def tiny_diffusion(tiny_generator, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-diffusion")
     trainer.save(folder, {"eval/w_error": 1.0})
     return folder
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """Run `avatar-platform` in this process: `cli("train gan --preset tiny --out", out)` gives
+    (exit code, stdout, stderr). A string is split as a shell would split it (shlex), a list or
+    tuple is taken as arguments already split, anything else (a Path, a number) is one argument.
+    Session-scoped (it captures with redirect_stdout, not capsys): module fixtures use it too."""
+    import contextlib
+    import io
+    import shlex
+
+    from avatar_platform.cli.app import main
+
+    def run(*parts) -> tuple[int, str, str]:
+        argv: list[str] = []
+        for part in parts:
+            if isinstance(part, str):
+                argv += shlex.split(part)
+            else:
+                argv += [str(item) for item in part] if isinstance(part, list | tuple) else [str(part)]
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv)
+        return code, out.getvalue(), err.getvalue()
+
+    return run

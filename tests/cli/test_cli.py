@@ -12,45 +12,35 @@ import trimesh
 from avatar_platform.cli.app import main
 
 
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_help_is_fast_and_imports_no_heavy_library():
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["generate"], ["--num-images", "--guidance"]),
+        (["registry", "promote"], ["--force", "--alias"]),
+        (["cluster", "submit"], ["--address", "--working-dir"]),
+    ],
+)
+def test_help_is_fast_and_imports_no_heavy_library(command, shown):
     probe = (
         "import sys; from avatar_platform.cli.app import main; "
-        "code = main(['generate', '--help']); "
+        f"code = main({[*command, '--help']!r}); "
         "heavy = [m for m in ('torch', 'ray', 'diffusers', 'mlflow') if m in sys.modules]; "
         "print('HEAVY', heavy, code)"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert "HEAVY [] 0" in result.stdout, result.stderr
-    assert "--num-images" in result.stdout and "--guidance" in result.stdout
+    assert all(option in result.stdout for option in shown), result.stdout
 
 
-def test_version(capsys):
-    code, out, _ = _run(capsys, "--version")
+def test_version(cli):
+    code, out, _ = cli("--version")
     assert code == 0 and out.startswith("avatar-platform ")
 
 
-def test_dry_run_prints_the_resolved_config_and_writes_nothing(capsys, tmp_path):
+def test_dry_run_prints_the_resolved_config_and_writes_nothing(cli, tmp_path):
     out_dir = tmp_path / "ds"
-    code, out, _ = _run(
-        capsys,
-        "generate",
-        "--preset",
-        "tiny",
-        "--num-images",
-        "12",
-        "--styles",
-        "anime,voxel",
-        "--steps",
-        "3",
-        "--out",
-        str(out_dir),
-        "--dry-run",
+    code, out, _ = cli(
+        "generate --preset tiny --num-images 12 --styles anime,voxel --steps 3 --out", out_dir, "--dry-run"
     )
     assert code == 0
     resolved = json.loads(out)
@@ -63,7 +53,7 @@ def test_dry_run_prints_the_resolved_config_and_writes_nothing(capsys, tmp_path)
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
-def test_ctrl_c_is_exit_130_even_when_a_library_wraps_it(capsys, monkeypatch, tmp_path, wrapped):
+def test_ctrl_c_is_exit_130_even_when_a_library_wraps_it(cli, monkeypatch, tmp_path, wrapped):
     from avatar_platform.pipelines.datagen import job
 
     def interrupted(*args, **kwargs):
@@ -75,7 +65,7 @@ def test_ctrl_c_is_exit_130_even_when_a_library_wraps_it(capsys, monkeypatch, tm
             raise
 
     monkeypatch.setattr(job, "run_generate", interrupted)
-    code, _, err = _run(capsys, "generate", "--preset", "tiny", "--out", str(tmp_path / "ds"))
+    code, _, err = cli("generate --preset tiny --out", tmp_path / "ds")
     assert code == 130
     assert "re-run the same command to resume" in err
 
@@ -91,23 +81,23 @@ def test_an_unexpected_error_is_not_taken_for_an_interrupt(monkeypatch, tmp_path
         main(["generate", "--preset", "tiny", "--out", str(tmp_path / "ds")])
 
 
-def test_styles_lists_the_catalog(capsys):
-    code, out, _ = _run(capsys, "styles")
+def test_styles_lists_the_catalog(cli):
+    code, out, _ = cli("styles")
     assert code == 0 and len(out.strip().splitlines()) == 50 and "bronze-statue" in out
 
 
-def test_generate_info_preview_and_mlflow_record(capsys, ray_session, tmp_path):
+def test_generate_info_preview_and_mlflow_record(cli, ray_session, tmp_path):
     out_dir = tmp_path / "ds"
-    code, out, err = _run(capsys, "generate", "--preset", "tiny", "--out", str(out_dir))
+    code, out, err = cli("generate --preset tiny --out", out_dir)
     assert code == 0, err
     assert f"dataset  {out_dir}" in out and "preview" in out and "mlflow   run" in out
     assert (out_dir / "preview.png").is_file() and (out_dir / "config.resolved.json").is_file()
 
-    code, out, _ = _run(capsys, "dataset", "info", str(out_dir), "--verify")
+    code, out, _ = cli("dataset info", out_dir, "--verify")
     assert code == 0
     assert "images       16 at 32x32" in out and "verified     " in out
 
-    code, out, _ = _run(capsys, "dataset", "preview", str(out_dir), "--out", str(tmp_path / "p.png"))
+    code, out, _ = cli("dataset preview", out_dir, "--out", tmp_path / "p.png")
     assert code == 0 and (tmp_path / "p.png").stat().st_size > 0
 
     import mlflow
@@ -148,9 +138,9 @@ def _user_mesh(tmp_path, landmarks: dict | None):
         (["--ray-address", "ray://nowhere"], "is not a Ray cluster address"),
     ],
 )
-def test_bad_flags_give_one_clear_error_and_no_dataset(capsys, tmp_path, args, message):
+def test_bad_flags_give_one_clear_error_and_no_dataset(cli, tmp_path, args, message):
     out_dir = tmp_path / "ds"
-    code, _, err = _run(capsys, "generate", "--preset", "tiny", "--out", str(out_dir), *args)
+    code, _, err = cli("generate --preset tiny --out", out_dir, args)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
@@ -174,10 +164,10 @@ def test_usage_errors_are_one_message_with_exit_2_not_a_traceback(capfd, argv, m
     assert message in err and "Traceback" not in err
 
 
-def test_unknown_config_key_names_the_valid_keys(capsys, tmp_path):
+def test_unknown_config_key_names_the_valid_keys(cli, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("generate:\n  num_imagez: 10\n")
-    code, _, err = _run(capsys, "generate", "--config", str(config), "--dry-run")
+    code, _, err = cli("generate --config", config, "--dry-run")
     assert code == 2
     assert "unknown config key 'generate.num_imagez'" in err and "num_images" in err
 
@@ -191,41 +181,37 @@ def test_unknown_config_key_names_the_valid_keys(capsys, tmp_path):
         ({"nose": [0, 0, 0.15], "tail": [0, 0, -1]}, False, "unknown names ['tail']"),
     ],
 )
-def test_bad_template_meshes(capsys, tmp_path, landmarks, garbage, message):
+def test_bad_template_meshes(cli, tmp_path, landmarks, garbage, message):
     mesh_path = _user_mesh(tmp_path, landmarks)
     if garbage:
         mesh_path.write_bytes(b"\x00\x01 this is not a mesh")
     out_dir = tmp_path / "ds"
-    code, _, err = _run(
-        capsys, "generate", "--preset", "tiny", "--template-mesh", str(mesh_path), "--out", str(out_dir)
-    )
+    code, _, err = cli("generate --preset tiny --template-mesh", mesh_path, "--out", out_dir)
     assert code == 2 and message in err
     assert not out_dir.exists()
 
 
-def test_output_folder_that_cannot_be_written(capsys, tmp_path):
+def test_output_folder_that_cannot_be_written(cli, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    code, _, err = _run(capsys, "generate", "--preset", "tiny", "--out", str(blocker / "ds"))
+    code, _, err = cli("generate --preset tiny --out", blocker / "ds")
     assert code == 2 and "cannot write to the output folder" in err
 
 
-def test_info_of_an_unfinished_or_missing_dataset(capsys, tmp_path):
+def test_info_of_an_unfinished_or_missing_dataset(cli, tmp_path):
     (tmp_path / "half" / "_work").mkdir(parents=True)
-    code, _, err = _run(capsys, "dataset", "info", str(tmp_path / "half"))
+    code, _, err = cli("dataset info", tmp_path / "half")
     assert code == 2 and "not a complete dataset" in err and "re-run" in err
-    code, _, err = _run(capsys, "dataset", "preview", str(tmp_path / "nothing"))
+    code, _, err = cli("dataset preview", tmp_path / "nothing")
     assert code == 2 and "does not exist" in err
 
 
-def test_more_workers_than_the_cluster_holds(capsys, ray_session, tmp_path):
+def test_more_workers_than_the_cluster_holds(cli, ray_session, tmp_path):
     import ray
 
     cpus = int(ray.cluster_resources()["CPU"])
     out_dir = tmp_path / "ds"
-    code, _, err = _run(
-        capsys, "generate", "--preset", "tiny", "--workers", str(cpus + 1), "--out", str(out_dir)
-    )
+    code, _, err = cli("generate --preset tiny --workers", cpus + 1, "--out", out_dir)
     assert code == 2
     assert f"{cpus + 1} workers need {cpus + 1} CPUs but the Ray cluster has {cpus}" in err
     assert not (out_dir / "dataset.json").exists()

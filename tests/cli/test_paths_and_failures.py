@@ -16,7 +16,6 @@ import mlflow
 import pytest
 from PIL import Image
 
-from avatar_platform.cli.app import main
 from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.tracking import point_mlflow
@@ -24,12 +23,6 @@ from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 from avatar_platform.pipelines.training.gan.trainer import GanTrainer
 
 pytestmark = pytest.mark.usefixtures("shared_home")  # runs and checks share one MLflow store
-
-
-def _run(capsys, *argv: str):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _mlflow_status(out: Path) -> str:
@@ -40,100 +33,50 @@ def _mlflow_status(out: Path) -> str:
     return mlflow.MlflowClient().get_run(run_id).info.status
 
 
-def test_every_command_takes_relative_paths(capsys, ray_session, tmp_path, monkeypatch):
+def test_every_command_takes_relative_paths(cli, ray_session, tmp_path, monkeypatch):
     """generate → train gan → sample → train diffusion, each with paths relative to the
     working folder (Ray's tasks and workers run in other folders)."""
     monkeypatch.chdir(tmp_path)
-    code, _, err = _run(capsys, "generate", "--preset", "tiny", "--out", "ds", "--no-track", "--no-preview")
+    code, _, err = cli("generate --preset tiny --out ds --no-track --no-preview")
     assert code == 0, err
     assert (tmp_path / "ds" / "dataset.json").is_file()
-    code, stdout, err = _run(
-        capsys,
-        "train",
-        "gan",
-        "--preset",
-        "tiny",
-        "--data",
-        "ds",
-        "--out",
-        "gan",
-        "--steps",
-        "2",
-        "--no-track",
-    )
+    code, stdout, err = cli("train gan --preset tiny --data ds --out gan --steps 2 --no-track")
     assert code == 0, err
     assert (tmp_path / "gan" / "model" / "generator_ema.safetensors").is_file()
-    code, stdout, err = _run(
-        capsys, "sample", "--model", "gan", "--seeds", "0", "--views", "1", "--no-turntable", "--out", "s"
-    )
+    code, stdout, err = cli("sample --model gan --seeds 0 --views 1 --no-turntable --out s")
     assert code == 0, err
     assert (tmp_path / "s" / "views.png").is_file()
-    code, stdout, err = _run(
-        capsys,
-        "train",
-        "diffusion",
-        "--preset",
-        "tiny",
-        "--generator",
-        "gan",
-        "--out",
-        "diff",
-        "--steps",
-        "2",
-        "--no-track",
-    )
+    code, stdout, err = cli("train diffusion --preset tiny --generator gan --out diff --steps 2 --no-track")
     assert code == 0, err
     assert (tmp_path / "diff" / "model" / "style_denoiser.json").is_file()
 
 
-def test_train_diffusion_takes_a_relative_generator(
-    capsys, ray_session, tiny_generator, tmp_path, monkeypatch
-):
+def test_train_diffusion_takes_a_relative_generator(cli, ray_session, tiny_generator, tmp_path, monkeypatch):
     """`--generator gan` used to reach the Ray Train workers as typed and fail there (their
     working folder is Ray Train's), after every restart."""
     shutil.copytree(tiny_generator, tmp_path / "gan")
     monkeypatch.chdir(tmp_path)
-    code, stdout, err = _run(
-        capsys,
-        "train",
-        "diffusion",
-        "--preset",
-        "tiny",
-        "--generator",
-        "gan",
-        "--out",
-        "diff",
-        "--steps",
-        "2",
-        "--no-track",
-    )
+    code, stdout, err = cli("train diffusion --preset tiny --generator gan --out diff --steps 2 --no-track")
     assert code == 0, err
     assert (tmp_path / "diff" / "model" / "style_denoiser.json").is_file()
     assert f"model    {tmp_path / 'diff' / 'model'}" in stdout
 
 
 def test_a_worker_error_a_restart_cannot_fix_is_shown_at_once_and_fails_the_run(
-    capsys, ray_session, tiny_generator, tmp_path
+    cli, ray_session, tiny_generator, tmp_path
 ):
     """A folder that exists but holds no CLIP model passes the driver's check and fails in the
     workers: the CLI's one error names the cause, the run is not retried, MLflow says FAILED."""
     not_clip = tmp_path / "not-clip"
     not_clip.mkdir()
     out = tmp_path / "run"
-    code, _, err = _run(
-        capsys,
-        "train",
-        "diffusion",
-        "--preset",
-        "tiny",
-        "--generator",
-        str(tiny_generator),
-        "--encoder",
-        "clip",
-        "--clip-model",
-        str(not_clip),
+    code, _, err = cli(
+        "train diffusion --preset tiny --generator",
+        tiny_generator,
+        "--encoder clip --clip-model",
+        not_clip,
         "--out",
-        str(out),
+        out,
     )
     assert code == 2
     lines = err.strip().splitlines()
@@ -185,7 +128,7 @@ def test_deterministic_errors_are_not_retried(ray_session, tmp_path, kind, attem
     assert record.read_text().count("attempt") == attempts
 
 
-def test_an_undecodable_dataset_is_one_error_before_training(capsys, ray_session, tmp_path):
+def test_an_undecodable_dataset_is_one_error_before_training(cli, ray_session, tmp_path):
     """A dataset whose images cannot be decoded: one error naming the cause, found on the driver
     before any MLflow run or worker starts."""
     import pyarrow as pa
@@ -201,19 +144,19 @@ def test_an_undecodable_dataset_is_one_error_before_training(capsys, ray_session
         garbage = pa.array([b"not a png"] * table.num_rows, pa.binary())
         pq.write_table(table.set_column(table.schema.get_field_index("image"), "image", garbage), part)
     out = tmp_path / "run"
-    code, _, err = _run(capsys, "train", "gan", "--preset", "tiny", "--data", str(data), "--out", str(out))
+    code, _, err = cli("train gan --preset tiny --data", data, "--out", out)
     assert code == 2
     assert "cannot read the dataset" in err and "UnidentifiedImageError" in err, err
     assert not (out / "run.json").exists()
 
 
-def test_sample_an_image_with_a_gan_only_model_creates_no_out_folder(capsys, tmp_path):
+def test_sample_an_image_with_a_gan_only_model_creates_no_out_folder(cli, tmp_path):
     model = tmp_path / "gan"
     GanTrainer(resolve_config(GanTrainingConfig, "gan", "tiny")).save(model)
     picture = tmp_path / "face.png"
     Image.new("RGB", (32, 32), "white").save(picture)
     out = tmp_path / "out"
-    code, _, err = _run(capsys, "sample", "--model", str(model), "--image", str(picture), "--out", str(out))
+    code, _, err = cli("sample --model", model, "--image", picture, "--out", out)
     assert code == 2 and "no style diffusion" in err
     assert not out.exists()
 

@@ -6,8 +6,6 @@ import contextlib
 import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +13,6 @@ import pytest
 from PIL import Image
 
 from avatar_platform.cli.app import main
-
-
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 pytestmark = pytest.mark.usefixtures("shared_home")  # one MLflow store for the module
 
@@ -52,51 +43,41 @@ def registered(outputs, home) -> list[str]:
     return printed
 
 
-def _aliases(capsys) -> dict[int, list[str]]:
-    code, out, err = _run(capsys, "registry", "list", "--json")
+def _aliases(cli) -> dict[int, list[str]]:
+    code, out, err = cli("registry list --json")
     assert code == 0, err
     return {v["version"]: v["aliases"] for v in json.loads(out)}
 
 
-def test_register_promote_gate_force_rollback_and_sample_the_champion(capsys, registered, tmp_path):
+def test_register_promote_gate_force_rollback_and_sample_the_champion(cli, registered, tmp_path):
     assert "registered styleavatar3d version 1 (generator-only, FID 50)" in registered[0]
     assert "registry promote styleavatar3d 1 --alias champion" in registered[0]
     assert "registered styleavatar3d version 2 (generator-only, FID 80)" in registered[1]
 
-    code, out, _ = _run(capsys, "registry", "promote", "styleavatar3d", "1", "--alias", "champion")
+    code, out, _ = cli("registry promote styleavatar3d 1 --alias champion")
     assert code == 0 and "styleavatar3d@champion → version 1 (FID 50)" in out
     # 'latest' is the newest version (2, FID 80): the gate applies to it too
-    code, _, err = _run(capsys, "registry", "promote", "styleavatar3d", "latest", "--alias", "champion")
+    code, _, err = cli("registry promote styleavatar3d latest --alias champion")
     assert code == 2 and "version 2 (FID 80) is worse" in err
-    code, _, err = _run(capsys, "registry", "promote", "styleavatar3d", "2", "--alias", "champion")
+    code, _, err = cli("registry promote styleavatar3d 2 --alias champion")
     assert code == 2
     assert "version 2 (FID 80) is worse than version 1 (FID 50)" in err and "--force" in err
-    assert _aliases(capsys)[1] == ["champion"]
+    assert _aliases(cli)[1] == ["champion"]
 
-    code, out, _ = _run(capsys, "registry", "promote", "styleavatar3d", "2", "--alias", "champion", "--force")
+    code, out, _ = cli("registry promote styleavatar3d 2 --alias champion --force")
     assert code == 0 and "(was version 1, FID 50)" in out
-    code, out, _ = _run(capsys, "registry", "list")
+    code, out, _ = cli("registry list")
     assert code == 0
     table = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
     assert table["2"][1:3] == ["champion", "80"] and table["1"][1:3] == ["-", "50"]
 
-    code, out, _ = _run(capsys, "registry", "rollback", "styleavatar3d", "--alias", "champion")
+    code, out, _ = cli("registry rollback styleavatar3d --alias champion")
     assert code == 0 and "styleavatar3d@champion → version 1 (FID 50), back from version 2" in out
-    assert _aliases(capsys) == {2: [], 1: ["champion"]}
+    assert _aliases(cli) == {2: [], 1: ["champion"]}
 
     samples = tmp_path / "samples"
-    code, out, err = _run(
-        capsys,
-        "sample",
-        "--model",
-        "models:/styleavatar3d@champion",
-        "--seeds",
-        "0-1",
-        "--views",
-        "2",
-        "--no-turntable",
-        "--out",
-        str(samples),
+    code, out, err = cli(
+        "sample --model models:/styleavatar3d@champion --seeds 0-1 --views 2 --no-turntable --out", samples
     )
     assert code == 0, err
     assert np.asarray(Image.open(samples / "views.png")).shape == (2 * 32, 2 * 32, 3)
@@ -116,27 +97,15 @@ def test_register_promote_gate_force_rollback_and_sample_the_champion(capsys, re
         (["registry", "promote", "nobody", "latest", "--alias", "champion"], "'nobody'"),
     ],
 )
-def test_user_errors_are_one_line_and_exit_2(capsys, registered, tmp_path, argv, message):
-    code, out, err = _run(capsys, *(a.format(tmp=tmp_path) for a in argv))
+def test_user_errors_are_one_line_and_exit_2(cli, registered, tmp_path, argv, message):
+    code, out, err = cli([a.format(tmp=tmp_path) for a in argv])
     assert code == 2 and message in err, err
     assert err.startswith("error: ") and err.count("\n") == 1
 
 
-def test_an_unreachable_registry_is_exit_2(capsys, monkeypatch):
+def test_an_unreachable_registry_is_exit_2(cli, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    code, _, err = _run(capsys, "registry", "list")
+    code, _, err = cli("registry list")
     assert code == 2 and "cannot reach the MLflow registry at http://127.0.0.1:9" in err
-    code, _, err = _run(capsys, "sample", "--model", "models:/styleavatar3d@champion")
+    code, _, err = cli("sample --model models:/styleavatar3d@champion")
     assert code == 2 and "cannot reach the MLflow registry" in err
-
-
-def test_registry_help_imports_no_heavy_library():
-    probe = (
-        "import sys; from avatar_platform.cli.app import main; "
-        "code = main(['registry', 'promote', '--help']); "
-        "heavy = [m for m in ('torch', 'ray', 'mlflow') if m in sys.modules]; "
-        "print('HEAVY', heavy, code)"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert "HEAVY [] 0" in result.stdout, result.stderr
-    assert "--force" in result.stdout and "--alias" in result.stdout

@@ -12,16 +12,9 @@ import pytest
 import trimesh
 from PIL import Image
 
-from avatar_platform.cli.app import main
 from avatar_platform.core.config import resolve_config
 from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 from avatar_platform.pipelines.training.gan.trainer import GanTrainer
-
-
-def _run(capsys, *argv: str):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -46,30 +39,13 @@ def _fake_dataset(
     return folder
 
 
-def test_sample_writes_views_turntable_walk_and_a_mesh(capsys, tiny_model, tmp_path):
+def test_sample_writes_views_turntable_walk_and_a_mesh(cli, tiny_model, tmp_path):
     out = tmp_path / "samples"
-    code, stdout, err = _run(
-        capsys,
-        "sample",
-        "--model",
-        str(tiny_model),
-        "--seeds",
-        "0-1",
-        "--views",
-        "3",
-        "--frames",
-        "4",
-        "--walk",
-        "0,1",
-        "--mesh",
-        "--mesh-resolution",
-        "24",
-        "--mesh-level",
-        "auto",
-        "--mesh-format",
-        "ply",
-        "--out",
-        str(out),
+    code, stdout, err = cli(
+        "sample --model",
+        tiny_model,
+        "--seeds 0-1 --views 3 --frames 4 --walk 0,1 --mesh --mesh-resolution 24 --mesh-level auto --mesh-format ply --out",
+        out,
     )
     assert code == 0, err
     views = np.asarray(Image.open(out / "views.png"))
@@ -86,22 +62,9 @@ def test_sample_writes_views_turntable_walk_and_a_mesh(capsys, tiny_model, tmp_p
     assert (preview < 250).any(axis=-1).mean() > 0.001  # something besides the white background
 
 
-def test_same_seed_same_views(capsys, tiny_model, tmp_path):
+def test_same_seed_same_views(cli, tiny_model, tmp_path):
     for name in ("a", "b"):
-        assert (
-            _run(
-                capsys,
-                "sample",
-                "--model",
-                str(tiny_model),
-                "--seeds",
-                "5",
-                "--no-turntable",
-                "--out",
-                str(tmp_path / name),
-            )[0]
-            == 0
-        )
+        assert cli("sample --model", tiny_model, "--seeds 5 --no-turntable --out", tmp_path / name)[0] == 0
     a = np.asarray(Image.open(tmp_path / "a" / "views.png"))
     b = np.asarray(Image.open(tmp_path / "b" / "views.png"))
     np.testing.assert_array_equal(a, b)
@@ -118,37 +81,26 @@ def test_same_seed_same_views(capsys, tiny_model, tmp_path):
         (["--mesh-level", "high"], "expected a number or 'auto'"),
     ],
 )
-def test_sample_bad_flags(capsys, tiny_model, tmp_path, args, message):
-    code, _, err = _run(capsys, "sample", "--model", str(tiny_model), "--out", str(tmp_path), *args)
+def test_sample_bad_flags(cli, tiny_model, tmp_path, args, message):
+    code, _, err = cli("sample --model", tiny_model, "--out", tmp_path, args)
     assert code == 2 and message in err
 
 
-def test_sample_bad_models(capsys, tiny_model, tmp_path):
-    code, _, err = _run(capsys, "sample", "--model", str(tmp_path / "none"))
+def test_sample_bad_models(cli, tiny_model, tmp_path):
+    code, _, err = cli("sample --model", tmp_path / "none")
     assert code == 2 and "is not a model" in err
     broken = tmp_path / "broken"
     broken.mkdir()
     for file in tiny_model.iterdir():
         (broken / file.name).write_bytes(file.read_bytes())
     (broken / "generator_ema.safetensors").write_bytes(b"\x00" * 64)
-    code, _, err = _run(capsys, "sample", "--model", str(broken))
+    code, _, err = cli("sample --model", broken)
     assert code == 2 and "cannot read the weights" in err
 
 
-def test_train_dry_run_resolves_steps_from_kimg(capsys, tmp_path):
-    code, out, _ = _run(
-        capsys,
-        "train",
-        "gan",
-        "--data",
-        str(tmp_path),
-        "--preset",
-        "tiny",
-        "--kimg",
-        "0.1",
-        "--discriminator",
-        "fine",
-        "--dry-run",
+def test_train_dry_run_resolves_steps_from_kimg(cli, tmp_path):
+    code, out, _ = cli(
+        "train gan --data", tmp_path, "--preset tiny --kimg 0.1 --discriminator fine --dry-run"
     )
     resolved = json.loads(out)["gan"]
     assert code == 0 and resolved["steps"] == 25  # 100 images / batch 4
@@ -167,7 +119,7 @@ def test_train_dry_run_resolves_steps_from_kimg(capsys, tmp_path):
         ("ok", ["--batch-size", "64"], "fewer than one batch"),
     ],
 )
-def test_train_bad_input(capsys, tmp_path, setup, args, message):
+def test_train_bad_input(cli, tmp_path, setup, args, message):
     data = tmp_path / "ds"
     if setup == "empty":
         data.mkdir()
@@ -176,47 +128,22 @@ def test_train_bad_input(capsys, tmp_path, setup, args, message):
     elif setup in ("small", "ok"):
         _fake_dataset(data)
     out = tmp_path / "run"
-    code, _, err = _run(
-        capsys,
-        "train",
-        "gan",
-        "--data",
-        str(data),
-        "--preset",
-        "tiny",
-        "--out",
-        str(out),
-        "--no-track",
-        *args,
-    )
+    code, _, err = cli("train gan --data", data, "--preset tiny --out", out, "--no-track", args)
     assert code == 2 and message in err, err
     assert not (out / "model").exists()
 
 
-def test_sample_from_an_image_writes_views_turntables_and_meshes(capsys, tiny_diffusion, tmp_path):
+def test_sample_from_an_image_writes_views_turntables_and_meshes(cli, tiny_diffusion, tmp_path):
     picture = tmp_path / "face.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), np.uint8)).save(picture)
     out = tmp_path / "samples"
-    code, stdout, err = _run(
-        capsys,
-        "sample",
-        "--model",
-        str(tiny_diffusion),
+    code, stdout, err = cli(
+        "sample --model",
+        tiny_diffusion,
         "--image",
-        str(picture),
-        "--num-samples",
-        "2",
-        "--views",
-        "3",
-        "--frames",
-        "3",
-        "--mesh",
-        "--mesh-resolution",
-        "24",
-        "--mesh-level",
-        "auto",
-        "--out",
-        str(out),
+        picture,
+        "--num-samples 2 --views 3 --frames 3 --mesh --mesh-resolution 24 --mesh-level auto --out",
+        out,
     )
     assert code == 0, err
     views = np.asarray(Image.open(out / "views.png"))
@@ -227,12 +154,10 @@ def test_sample_from_an_image_writes_views_turntables_and_meshes(capsys, tiny_di
     assert "rows: image-sample0, image-sample1" in stdout
 
 
-def test_sample_an_image_with_a_generator_only_model_is_one_error(capsys, tiny_model, tmp_path):
+def test_sample_an_image_with_a_generator_only_model_is_one_error(cli, tiny_model, tmp_path):
     picture = tmp_path / "face.png"
     Image.new("RGB", (32, 32), "white").save(picture)
-    code, _, err = _run(
-        capsys, "sample", "--model", str(tiny_model), "--image", str(picture), "--out", str(tmp_path / "out")
-    )
+    code, _, err = cli("sample --model", tiny_model, "--image", picture, "--out", tmp_path / "out")
     assert code == 2 and "no style diffusion" in err
 
 
@@ -245,24 +170,17 @@ def test_sample_an_image_with_a_generator_only_model_is_one_error(capsys, tiny_m
         (lambda p: Image.new("CMYK", (40, 40)).save(p, format="JPEG"), None),  # accepted
     ],
 )
-def test_sample_bad_pictures_fail_before_anything_is_written(capsys, tiny_diffusion, tmp_path, make, message):
+def test_sample_bad_pictures_fail_before_anything_is_written(cli, tiny_diffusion, tmp_path, make, message):
     picture = tmp_path / "face.png"
     make(picture)
     out = tmp_path / "out"
-    code, _, err = _run(
-        capsys,
-        "sample",
-        "--model",
-        str(tiny_diffusion),
+    code, _, err = cli(
+        "sample --model",
+        tiny_diffusion,
         "--image",
-        str(picture),
-        "--num-samples",
-        "1",
-        "--views",
-        "1",
-        "--no-turntable",
-        "--out",
-        str(out),
+        picture,
+        "--num-samples 1 --views 1 --no-turntable --out",
+        out,
     )
     if message is None:
         assert code == 0, err
@@ -281,20 +199,11 @@ def _png(size: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_train_diffusion_dry_run_and_bad_generator(capsys, tmp_path):
-    code, out, _ = _run(
-        capsys,
-        "train",
-        "diffusion",
-        "--generator",
-        str(tmp_path),
-        "--preset",
-        "tiny",
-        "--encoder",
-        "clip",
-        "--clip-model",
-        "/models/clip",
-        "--dry-run",
+def test_train_diffusion_dry_run_and_bad_generator(cli, tmp_path):
+    code, out, _ = cli(
+        "train diffusion --generator",
+        tmp_path,
+        "--preset tiny --encoder clip --clip-model /models/clip --dry-run",
     )
     resolved = json.loads(out)["diffusion"]
     assert code == 0 and resolved["encoder"] == {
@@ -302,30 +211,23 @@ def test_train_diffusion_dry_run_and_bad_generator(capsys, tmp_path):
         "kind": "clip",
         "clip_model": "/models/clip",
     }
-    code, _, err = _run(
-        capsys,
-        "train",
-        "diffusion",
-        "--generator",
-        str(tmp_path / "none"),
-        "--preset",
-        "tiny",
-        "--out",
-        str(tmp_path / "run"),
+    code, _, err = cli(
+        "train diffusion --generator",
+        tmp_path / "none",
+        "--preset tiny --out",
+        tmp_path / "run",
         "--no-track",
     )
     assert code == 2 and "is not a model" in err and not (tmp_path / "run").exists()
-    code, _, err = _run(
-        capsys, "train", "diffusion", "--generator", str(tmp_path), "--preset", "tiny", "--encoder", "vit"
-    )
+    code, _, err = cli("train diffusion --generator", tmp_path, "--preset tiny --encoder vit")
     assert code == 2 and "encoder.kind" in err
 
 
-def test_gpus_required_on_a_cpu_only_cluster_fails_within_its_bound(capsys, ray_session, tmp_path):
+def test_gpus_required_on_a_cpu_only_cluster_fails_within_its_bound(cli, ray_session, tmp_path):
     data, out = _fake_dataset(tmp_path / "ds"), tmp_path / "run"
     args = ["--data", str(data), "--preset", "tiny", "--out", str(out), "--no-track"]
     started = time.monotonic()
-    code, _, err = _run(capsys, "train", "gan", *args, "--gpus", "required", "--gpu-wait", "2")
+    code, _, err = cli("train gan", args, "--gpus required --gpu-wait 2")
     waited = time.monotonic() - started
     assert code == 2 and "need 1 GPUs (--gpus required) but the Ray cluster has 0 after waiting 2 s" in err, (
         err
@@ -335,8 +237,6 @@ def test_gpus_required_on_a_cpu_only_cluster_fails_within_its_bound(capsys, ray_
     assert 2.0 <= waited < 30.0  # it waited its bound, then stopped: no CPU fallback
     assert not (out / "model").exists()
     # a procedural dataset has no GPU work: required is refused before anything is planned
-    code, _, err = _run(
-        capsys, "generate", "--preset", "tiny", "--out", str(tmp_path / "g"), "--gpus", "required"
-    )
+    code, _, err = cli("generate --preset tiny --out", tmp_path / "g", "--gpus required")
     assert code == 2 and "the procedural backend renders on CPUs" in err
     assert not (tmp_path / "g" / "_work").exists()

@@ -8,7 +8,6 @@ would stop every Ray of this user, the test session's too.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shlex
@@ -24,19 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from avatar_platform.cli.app import main
 from avatar_platform.cluster.jobs import WORKING_DIR_EXCLUDES, JobRequest
 
 PROJECT = Path(__file__).resolve().parents[2]
 HEAD_START_TIMEOUT_S = 90
-
-
-def _cli(*argv: str) -> tuple[int, str, str]:
-    """Run the CLI in-process; module fixtures cannot use capsys."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
+# `cluster submit`'s flags that run a job with this interpreter on this checkout
+THIS_PROJECT = ["--python", sys.executable, "--working-dir", PROJECT]
 
 
 def _free_port() -> int:
@@ -124,28 +116,15 @@ def head() -> str:
 
 
 @pytest.fixture(scope="module")
-def generated(head, tmp_path_factory) -> dict:
+def generated(head, tmp_path_factory, cli) -> dict:
     """A tiny `generate` run submitted to the head and waited for."""
     out = tmp_path_factory.mktemp("cluster-generate") / "data"
-    code, stdout, stderr = _cli(
-        "cluster",
-        "submit",
-        "--address",
+    code, stdout, stderr = cli(
+        "cluster submit --address",
         head,
-        "--python",
-        sys.executable,
-        "--working-dir",
-        str(PROJECT),
-        "--",
-        "generate",
-        "--preset",
-        "tiny",
-        "--num-images",
-        "4",
-        "--no-track",
-        "--no-preview",
-        "--out",
-        str(out),
+        THIS_PROJECT,
+        "-- generate --preset tiny --num-images 4 --no-track --no-preview --out",
+        out,
     )
     return {"code": code, "job_id": stdout.strip(), "stderr": stderr, "out": out}
 
@@ -160,72 +139,48 @@ def test_submit_runs_a_platform_command_on_the_cluster(generated):
     assert card  # the job wrote its dataset where the command said
 
 
-def test_status_logs_and_list_show_the_job(head, generated):
+def test_status_logs_and_list_show_the_job(head, generated, cli):
     job_id = generated["job_id"]
-    code, out, err = _cli("cluster", "status", job_id, "--address", head)
+    code, out, err = cli("cluster status", job_id, "--address", head)
     assert code == 0, err
     assert "SUCCEEDED" in out and "-m avatar_platform.cli.app generate" in out
 
-    code, out, err = _cli("cluster", "logs", job_id, "--address", head)
+    code, out, err = cli("cluster logs", job_id, "--address", head)
     assert code == 0, err
     assert "generating 4 images" in out
 
-    code, out, err = _cli("cluster", "logs", job_id, "--follow", "--address", head)
+    code, out, err = cli("cluster logs", job_id, "--follow --address", head)
     assert code == 0, err
     assert "generating 4 images" in out  # an ended job's whole log, then the stream closes
 
-    code, out, err = _cli("cluster", "list", "--address", head)
+    code, out, err = cli("cluster list --address", head)
     assert code == 0, err
     assert any(job_id in line and "SUCCEEDED" in line for line in out.splitlines())
 
 
-def test_a_failing_command_makes_submit_exit_non_zero(head, tmp_path):
-    code, out, err = _cli(
-        "cluster",
-        "submit",
-        "--address",
-        head,
-        "--python",
-        sys.executable,
-        "--working-dir",
-        str(PROJECT),
-        "--",
-        "dataset",
-        "info",
-        str(tmp_path / "missing"),
+def test_a_failing_command_makes_submit_exit_non_zero(head, tmp_path, cli):
+    code, out, err = cli(
+        "cluster submit --address", head, THIS_PROJECT, "-- dataset info", tmp_path / "missing"
     )
     assert code == 1
     job_id = out.strip()
     assert f"{job_id} ended FAILED" in err
-    _, logs, _ = _cli("cluster", "logs", job_id, "--address", head)
+    _, logs, _ = cli("cluster logs", job_id, "--address", head)
     assert "does not exist" in logs  # the command's own error reached the job's log
 
 
-def test_stop_ends_a_long_job_stopped_and_ends_its_followers(head, tmp_path):
-    code, out, err = _cli(
-        "cluster",
-        "submit",
-        "--no-wait",
-        "--address",
+def test_stop_ends_a_long_job_stopped_and_ends_its_followers(head, tmp_path, cli):
+    code, out, err = cli(
+        "cluster submit --no-wait --address",
         head,
-        "--python",
-        sys.executable,
-        "--working-dir",
-        str(PROJECT),
-        "--",
-        "generate",
-        "--preset",
-        "tiny",
-        "--num-images",
-        "100000",
-        "--no-track",
-        "--out",
-        str(tmp_path / "data"),
+        THIS_PROJECT,
+        "-- generate --preset tiny --num-images 100000 --no-track --out",
+        tmp_path / "data",
     )
     assert code == 0, err
     job_id = out.strip()
     deadline = time.monotonic() + 60
-    while "RUNNING" not in _cli("cluster", "status", job_id, "--address", head)[1]:
+    while "RUNNING" not in cli("cluster status", job_id, "--address", head)[1]:
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.5)
     follower = subprocess.Popen(
@@ -248,10 +203,10 @@ def test_stop_ends_a_long_job_stopped_and_ends_its_followers(head, tmp_path):
         time.sleep(3)  # let it connect: it must end with the job, not before
         assert follower.poll() is None
 
-        code, _, err = _cli("cluster", "stop", job_id, "--address", head)
+        code, _, err = cli("cluster stop", job_id, "--address", head)
         assert code == 0 and f"stopping {job_id}" in err
         deadline = time.monotonic() + 30
-        while "STOPPED" not in (status := _cli("cluster", "status", job_id, "--address", head)[1]):
+        while "STOPPED" not in (status := cli("cluster status", job_id, "--address", head)[1]):
             assert "RUNNING" in status and time.monotonic() < deadline, status
             time.sleep(0.5)
         followed, follow_err = follower.communicate(timeout=30)
@@ -261,16 +216,16 @@ def test_stop_ends_a_long_job_stopped_and_ends_its_followers(head, tmp_path):
     assert "generating 100000 images" in followed
 
 
-def test_an_explicit_address_wins_over_ray_address(head, monkeypatch):
+def test_an_explicit_address_wins_over_ray_address(head, monkeypatch, cli):
     monkeypatch.setenv("RAY_ADDRESS", f"http://127.0.0.1:{_free_port()}")
-    assert _cli("cluster", "list", "--address", head)[0] == 0
+    assert cli("cluster list --address", head)[0] == 0
     monkeypatch.setenv("RAY_ADDRESS", head)
-    assert _cli("cluster", "list")[0] == 0
+    assert cli("cluster list")[0] == 0
 
 
-def test_an_unknown_job_id_is_a_clear_error(head):
+def test_an_unknown_job_id_is_a_clear_error(head, cli):
     for argv in (["status", "raysubmit_nosuchjob"], ["logs", "raysubmit_nosuchjob", "--follow"]):
-        code, _, err = _cli("cluster", *argv, "--address", head)
+        code, _, err = cli("cluster", argv, "--address", head)
         assert code == 2
         assert err.startswith("error: no job 'raysubmit_nosuchjob'") and "cluster list" in err
 
@@ -285,12 +240,12 @@ def silent_server():
 
 
 @pytest.mark.parametrize("kind", ["refused", "silent"])
-def test_an_unreachable_address_fails_in_seconds(kind, request):
+def test_an_unreachable_address_fails_in_seconds(kind, request, cli):
     address = (
         f"http://127.0.0.1:{_free_port()}" if kind == "refused" else request.getfixturevalue("silent_server")
     )
     started = time.monotonic()
-    code, out, err = _cli("cluster", "submit", "--address", address, "--", "styles")
+    code, out, err = cli("cluster submit --address", address, "-- styles")
     assert code == 2 and out == ""
     assert time.monotonic() - started < 10
     assert err.count("\n") == 1 and err.startswith(f"error: no Ray Jobs API answers at {address}")
@@ -306,8 +261,8 @@ def test_an_unreachable_address_fails_in_seconds(kind, request):
         (["--version"], "'--version' is not an avatar-platform command"),
     ],
 )
-def test_a_command_that_is_not_a_platform_command_is_refused(command, message):
-    code, out, err = _cli("cluster", "submit", "--address", "http://127.0.0.1:1", "--", *command)
+def test_a_command_that_is_not_a_platform_command_is_refused(command, message, cli):
+    code, out, err = cli("cluster submit --address http://127.0.0.1:1 --", command)
     assert code == 2 and out == ""
     assert err.startswith(f"error: {message}") and "generate" in err
 
@@ -331,13 +286,3 @@ def test_the_entrypoint_quotes_the_command_and_the_upload_leaves_out_data(tmp_pa
     assert env["working_dir"] == str(PROJECT) and env["env_vars"] == {"HF_HUB_OFFLINE": "1"}
     assert {".git", ".venv", ".avatar", "*.parquet"} <= set(WORKING_DIR_EXCLUDES)
     assert JobRequest(command=("styles",)).runtime_env() == {}
-
-
-def test_cluster_help_imports_no_heavy_library():
-    probe = (
-        "import sys; from avatar_platform.cli.app import main; "
-        "code = main(['cluster', 'submit', '--help']); "
-        "heavy = [m for m in ('torch', 'ray') if m in sys.modules]; print('HEAVY', heavy, code)"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert "HEAVY [] 0" in result.stdout, result.stderr

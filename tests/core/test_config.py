@@ -74,23 +74,25 @@ def test_empty_file_keeps_the_preset(tmp_path):
     assert resolve("tiny", write(tmp_path, "")) == resolve("tiny")
 
 
-def test_unknown_top_level_key_names_it_lists_valid_keys_and_suggests(tmp_path):
+@pytest.mark.parametrize(
+    ("flags", "yaml", "named", "expected", "suggested"),
+    [
+        ({"num_imagez": 3}, None, "'generate.num_imagez'", ["num_images", "views_per_avatar"], "num_images"),
+        ({}, "generate:\n  resolutoin: 64\n", "'generate.resolutoin'", ["resolution"], "resolution"),
+        ({}, "generat:\n  num_images: 3\n", "unknown section 'generat'", ["generate"], "generate"),
+    ],
+)
+def test_a_misspelt_key_or_section_is_named_with_its_source_and_a_suggestion(
+    tmp_path, flags, yaml, named, expected, suggested
+):
+    path = write(tmp_path, yaml) if yaml else None
     with pytest.raises(AvatarPlatformError) as info:
-        resolve("tiny", overrides={"num_imagez": 3})
+        resolve("tiny", path, overrides=flags)
     message = str(info.value)
-    assert "'generate.num_imagez'" in message
-    assert "num_images" in info.value.expected and "views_per_avatar" in info.value.expected
-    assert "did you mean 'num_images'?" in message
-
-
-def test_unknown_key_in_file_is_an_error(tmp_path):
-    path = write(tmp_path, "generate:\n  resolutoin: 64\n")
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve("tiny", path)
-    message = str(info.value)
-    assert "'generate.resolutoin'" in message
-    assert str(path) in message
-    assert "did you mean 'resolution'?" in message
+    assert named in message and f"did you mean '{suggested}'?" in message
+    assert all(key in info.value.expected for key in expected)
+    if path is not None:
+        assert str(path) in message
 
 
 def test_unknown_nested_key_names_the_dotted_path_and_the_nested_keys():
@@ -110,16 +112,6 @@ def test_unknown_key_far_from_any_valid_one_has_no_suggestion():
         resolve("tiny", overrides={"zzzzqqqq": 1})
     assert "'generate.zzzzqqqq'" in str(info.value)
     assert info.value.fix is None
-
-
-def test_unknown_section_in_file_raises(tmp_path):
-    path = write(tmp_path, "generat:\n  num_images: 3\n")
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve("tiny", path)
-    message = str(info.value)
-    assert "unknown section 'generat'" in message
-    assert "generate" in info.value.expected
-    assert "did you mean 'generate'?" in message
 
 
 def test_invalid_yaml_raises_naming_the_file(tmp_path):

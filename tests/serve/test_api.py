@@ -290,31 +290,15 @@ def test_a_full_queue_answers_503_with_retry_after_and_recovers(tight_url):
     assert post_seeds(tight_url, {"seeds": [1], "views": 1, "turntable": False}).status_code == 201
 
 
-def test_serve_request_downloads_a_whole_result_set(served, tmp_path, capsys):
-    from avatar_platform.cli.app import main
-
+def test_serve_request_downloads_a_whole_result_set(served, tmp_path, cli):
     picture = tmp_path / "face.png"
     picture.write_bytes(png())
     out = tmp_path / "served"
-    code = main(
-        [
-            "serve",
-            "request",
-            "--url",
-            served.url,
-            "--image",
-            str(picture),
-            "--num-samples",
-            "2",
-            "--views",
-            "2",
-            "--mesh-resolution",
-            "32",
-            "--out",
-            str(out),
-        ]
+    request = ["serve", "request", "--url", served.url]
+    code, _, err = cli(
+        request, "--image", picture, "--num-samples 2 --views 2 --mesh-resolution 32 --out", out
     )
-    assert code == 0, capsys.readouterr().err
+    assert code == 0, err
     result = json.loads((out / "avatars.json").read_text())
     assert len(result["avatars"]) == 2
     for index in (0, 1):
@@ -322,12 +306,7 @@ def test_serve_request_downloads_a_whole_result_set(served, tmp_path, capsys):
         mesh = trimesh.load(out / f"avatar{index}-mesh.glb", force="mesh")
         assert len(mesh.faces) == result["avatars"][index]["mesh_faces"]
         assert Image.open(out / f"avatar{index}-turntable.gif").n_frames == 24
-    assert (
-        main(
-            ["serve", "request", "--url", served.url, "--image", str(tmp_path / "no.png"), "--out", str(out)]
-        )
-        == 2
-    )
+    assert cli(request, "--image", tmp_path / "no.png", "--out", out)[0] == 2
 
 
 def test_a_request_over_the_time_limit_is_a_504_and_the_server_stays_healthy(impatient_url):
@@ -394,29 +373,14 @@ def test_a_picture_sent_as_plain_bytes_or_untyped_is_taken_by_its_bytes(served, 
     assert response.status_code == 422 and "not an image" in response.json()["error"]
 
 
-def test_serve_request_sends_a_picture_file_without_an_extension(served, tmp_path, capsys):
-    from avatar_platform.cli.app import main
-
+def test_serve_request_sends_a_picture_file_without_an_extension(served, tmp_path, cli):
     picture = tmp_path / "face"
     picture.write_bytes(png())
     out = tmp_path / "served"
-    code = main(
-        [
-            "serve",
-            "request",
-            "--url",
-            served.url,
-            "--image",
-            str(picture),
-            "--views",
-            "1",
-            "--no-mesh",
-            "--no-turntable",
-            "--out",
-            str(out),
-        ]
+    code, _, err = cli(
+        "serve request --url", served.url, "--image", picture, "--views 1 --no-mesh --no-turntable --out", out
     )
-    assert code == 0, capsys.readouterr().err
+    assert code == 0, err
     assert Image.open(out / "avatar0-views.png").size[0] > 0
 
 

@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from avatar_platform.cli.app import main
 from avatar_platform.core.config import resolve_config
 from avatar_platform.pipelines.datagen.backend import ImageRequest
 from avatar_platform.pipelines.datagen.config import GenerateConfig
@@ -111,41 +110,18 @@ def test_the_adapter_and_its_scale_steer_the_images(tiny_sd, lora_run):
     assert np.abs(images[0.0].astype(int) - plain).max() <= 1  # scale 0 = no adapter
 
 
-def _run(capsys, *argv: str):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_generate_with_lora_writes_a_card_that_names_the_adapter(
-    ray_session, capsys, tiny_sd, lora_run, tmp_path
+    ray_session, cli, tiny_sd_flags, lora_run, tmp_path
 ):
     out = tmp_path / "ds"
-    code, _, err = _run(
-        capsys,
-        "generate",
-        "--backend",
-        "controlnet",
-        "--preset",
-        "tiny",
-        "--num-images",
-        "4",
-        "--sd-model",
-        tiny_sd["sd_model"],
-        "--openpose-controlnet",
-        tiny_sd["openpose_controlnet"],
-        "--depth-controlnet",
-        tiny_sd["depth_controlnet"],
-        "--guidance",
-        "hybrid",
-        "--lora",
-        str(lora_run),
-        "--lora-scale",
-        "0.8",
-        "--out",
-        str(out),
-        "--no-track",
-        "--no-preview",
+    code, _, err = cli(
+        "generate --backend controlnet --preset tiny --num-images 4",
+        tiny_sd_flags,
+        "--guidance hybrid --lora",
+        lora_run,
+        "--lora-scale 0.8 --out",
+        out,
+        "--no-track --no-preview",
     )
     assert code == 0, err
     card = json.loads((out / "dataset.json").read_text())
@@ -172,31 +148,18 @@ def test_generate_with_lora_writes_a_card_that_names_the_adapter(
     ],
 )
 def test_generate_with_a_bad_lora_is_one_clear_error(
-    ray_session, capsys, tiny_sd, lora_run, tmp_path, args, message
+    ray_session, cli, tiny_sd_flags, lora_run, tmp_path, args, message
 ):
     not_lora = tmp_path / "not-lora"
     not_lora.mkdir()
     (not_lora / "pytorch_lora_weights.safetensors").write_bytes(b"\x00" * 32)
     args = [str(lora_run) if a == "LORA" else str(not_lora) if a == "NOT_LORA" else a for a in args]
-    code, _, err = _run(
-        capsys,
-        "generate",
-        "--backend",
-        "controlnet",
-        "--preset",
-        "tiny",
-        "--num-images",
-        "4",
-        "--sd-model",
-        tiny_sd["sd_model"],
-        "--openpose-controlnet",
-        tiny_sd["openpose_controlnet"],
-        "--depth-controlnet",
-        tiny_sd["depth_controlnet"],
+    code, _, err = cli(
+        "generate --backend controlnet --preset tiny --num-images 4",
+        tiny_sd_flags,
         "--out",
-        str(tmp_path / "ds"),
-        "--no-track",
-        "--no-preview",
-        *args,
+        tmp_path / "ds",
+        "--no-track --no-preview",
+        args,
     )
     assert code == 2 and message in err, err

@@ -226,7 +226,7 @@ def test_a_matting_model_refines_the_mask_within_the_silhouette(tiny_sd, tiny_ma
 
 
 def test_a_folder_that_is_no_segmentation_model_is_refused_before_any_work(
-    tiny_sd, tiny_matting, tmp_path, capsys
+    tiny_sd, tiny_sd_flags, tiny_matting, tmp_path, cli
 ):
     assert check_matting_model(tiny_matting) == str(Path(tiny_matting).resolve())
     junk = tmp_path / "junk"
@@ -241,26 +241,9 @@ def test_a_folder_that_is_no_segmentation_model_is_refused_before_any_work(
             check_inputs(_controlnet_config(tiny_sd, matting_model=str(folder)))
     # through the CLI: one error line, no dataset folder
     out = tmp_path / "ds"
-    code = main(
-        [
-            "generate",
-            "--preset",
-            "tiny",
-            "--backend",
-            "controlnet",
-            "--sd-model",
-            tiny_sd["sd_model"],
-            "--openpose-controlnet",
-            tiny_sd["openpose_controlnet"],
-            "--depth-controlnet",
-            tiny_sd["depth_controlnet"],
-            "--matting-model",
-            str(junk),
-            "--out",
-            str(out),
-        ]
+    code, _, err = cli(
+        "generate --preset tiny --backend controlnet", tiny_sd_flags, "--matting-model", junk, "--out", out
     )
-    err = capsys.readouterr().err
     assert code != 0 and "matting model" in err and "no config.json" in err
     assert not out.exists()
     # the procedural backend's masks are exact: a matting model there is a mistake

@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 
-from avatar_platform.cli.app import main
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.formats.dataset_card import write_card
 from avatar_platform.pipelines.datagen.config import GenerateConfig
@@ -103,55 +102,33 @@ def test_a_card_without_a_template_mesh_has_no_template_entry(tmp_path):
 # --- the CLI ----------------------------------------------------------------------------------
 
 
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_the_default_out_folder_follows_the_mesh_content(capsys, tmp_path):
+def test_the_default_out_folder_follows_the_mesh_content(cli, tmp_path):
     mesh_path = write_bust(tmp_path)
     argv = ("generate", "--preset", "tiny", "--template-mesh", str(mesh_path), "--dry-run")
-    code, out, _ = _run(capsys, *argv)
+    code, out, _ = cli(argv)
     assert code == 0
     first = json.loads(out)["out"]
     edit_mesh(mesh_path)
-    code, out, _ = _run(capsys, *argv)
+    code, out, _ = cli(argv)
     assert code == 0 and json.loads(out)["out"] != first
 
 
 @pytest.mark.parametrize(("scale", "message"), [(100.0, "too large"), (0.01, "too small")])
-def test_a_mesh_in_other_units_fails_before_anything_is_written(capsys, tmp_path, scale, message):
+def test_a_mesh_in_other_units_fails_before_anything_is_written(cli, tmp_path, scale, message):
     mesh_path = write_bust(tmp_path, scale=scale)
     out_dir = tmp_path / "ds"
-    code, _, err = _run(
-        capsys,
-        "generate",
-        "--preset",
-        "tiny",
-        "--template-mesh",
-        str(mesh_path),
-        "--out",
-        str(out_dir),
-        "--no-track",
-        "--no-preview",
+    code, _, err = cli(
+        "generate --preset tiny --template-mesh", mesh_path, "--out", out_dir, "--no-track --no-preview"
     )
     assert code == 2, err
     assert message in err and "--template-normalize" in err and "Traceback" not in err
     assert not out_dir.exists() and not (out_dir / "dataset.json").exists()
 
 
-def test_template_normalize_prints_what_it_did(capsys, tmp_path):
+def test_template_normalize_prints_what_it_did(cli, tmp_path):
     mesh_path = write_bust(tmp_path, scale=100.0)
-    code, out, err = _run(
-        capsys,
-        "generate",
-        "--preset",
-        "tiny",
-        "--template-mesh",
-        str(mesh_path),
-        "--template-normalize",
-        "--dry-run",
+    code, out, err = cli(
+        "generate --preset tiny --template-mesh", mesh_path, "--template-normalize --dry-run"
     )
     assert code == 0, err
     assert json.loads(out)["generate"]["template_normalize"] is True

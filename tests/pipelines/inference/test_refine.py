@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-from avatar_platform.cli.app import main
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.formats.model_folder import load_generator
 from avatar_platform.pipelines.inference import refine as R
@@ -120,19 +119,13 @@ def test_the_refined_folder_loads_as_a_model_with_its_pivot(generator, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["refined"]
 
 
-def _run(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_sample_refine_writes_a_model_folder_a_loss_curve_and_before_after(capsys, tiny_diffusion, tmp_path):
+def test_sample_refine_writes_a_model_folder_a_loss_curve_and_before_after(cli, tiny_diffusion, tmp_path):
     picture = tmp_path / "face.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), np.uint8)).save(picture)
     out = tmp_path / "out"
     argv = ["sample", "--model", str(tiny_diffusion), "--image", str(picture), "--num-samples", "2"]
     argv += ["--views", "3", "--frames", "2", "--refine", "6", "--tune", "3", "--out", str(out)]
-    code, stdout, err = _run(capsys, *argv)
+    code, stdout, err = cli(argv)
     assert code == 0, err
     assert "refine   start: style diffusion" in stdout and "random-cnn" in stdout
     sheet = np.asarray(Image.open(out / "refine-before-after.png"))
@@ -140,27 +133,16 @@ def test_sample_refine_writes_a_model_folder_a_loss_curve_and_before_after(capsy
     assert Image.open(out / "refine-loss.png").size == (480, 240)
     assert (out / "turntable-refined.gif").is_file() and (out / "refine-losses.json").is_file()
     again = tmp_path / "again"
-    code, stdout, err = _run(
-        capsys,
-        "sample",
-        "--model",
-        str(out / "refined"),
-        "--views",
-        "2",
-        "--frames",
-        "2",
-        "--out",
-        str(again),
-    )
+    code, stdout, err = cli("sample --model", out / "refined", "--views 2 --frames 2 --out", again)
     assert code == 0, err
     assert "rows: pivot" in stdout and np.asarray(Image.open(again / "views.png")).shape == (32, 64, 3)
 
 
-def test_refine_on_a_bare_gan_starts_from_the_mean_w(capsys, tiny_generator, tmp_path):
+def test_refine_on_a_bare_gan_starts_from_the_mean_w(cli, tiny_generator, tmp_path):
     picture = tmp_path / "face.png"
     Image.new("RGB", (32, 32), "white").save(picture)
     argv = ["sample", "--model", str(tiny_generator), "--image", str(picture), "--refine", "2"]
-    code, stdout, err = _run(capsys, *argv, "--no-turntable", "--out", str(tmp_path / "out"))
+    code, stdout, err = cli(argv, "--no-turntable --out", tmp_path / "out")
     assert code == 0, err
     assert "no style diffusion: the projection starts from the mean w" in stdout
     assert (tmp_path / "out" / "refined" / R.PIVOT_FILE).is_file()
@@ -174,7 +156,7 @@ def test_refine_on_a_bare_gan_starts_from_the_mean_w(capsys, tiny_generator, tmp
         (["--refine", "5", "--no-image"], "no --image was given"),
     ],
 )
-def test_bad_refine_input_is_one_error_and_writes_nothing(capsys, tiny_diffusion, tmp_path, extra, message):
+def test_bad_refine_input_is_one_error_and_writes_nothing(cli, tiny_diffusion, tmp_path, extra, message):
     picture = tmp_path / "face.png"
     Image.new("RGB", (32, 32), "white").save(picture)
     out = tmp_path / "out"
@@ -183,7 +165,7 @@ def test_bad_refine_input_is_one_error_and_writes_nothing(capsys, tiny_diffusion
         extra = [e for e in extra if e != "--no-image"]
     else:
         argv += ["--image", str(picture)]
-    code, _, err = _run(capsys, *argv, *extra)
+    code, _, err = cli(argv, extra)
     assert code == 2 and message in err and err.startswith("error:"), err
     assert not out.exists()
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from avatar_platform.cli.app import main
 from avatar_platform.core.config import resolve_config
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_angles
@@ -159,32 +158,16 @@ def _dataset_card_only(folder):
 
 
 @pytest.mark.parametrize("init", ["missing", "diffusion"])
-def test_train_gan_init_fails_before_training_and_dry_run_shows_it(capsys, tmp_path, parent, init):
+def test_train_gan_init_fails_before_training_and_dry_run_shows_it(cli, tmp_path, parent, init):
     data = _dataset_card_only(tmp_path / "ds")
     bad = tmp_path / init
     if init == "diffusion":
         bad.mkdir()
         (bad / "style_denoiser.json").write_text("{}")
-    code = main(
-        [
-            "train",
-            "gan",
-            "--preset",
-            "tiny",
-            "--data",
-            str(data),
-            "--init",
-            str(bad),
-            "--out",
-            str(tmp_path / "out"),
-            "--no-track",
-        ]
-    )
-    err = capsys.readouterr().err
+    train = ["train", "gan", "--preset", "tiny", "--data", data]
+    code, _, err = cli(train, "--init", bad, "--out", tmp_path / "out", "--no-track")
     assert code == 2 and "--init" in err and not (tmp_path / "out").exists()
     assert err.count("error") == 1
-    code = main(
-        ["train", "gan", "--preset", "tiny", "--data", str(tmp_path), "--init", str(parent), "--dry-run"]
-    )
+    code, out, _ = cli(train, "--init", parent, "--dry-run")
     assert code == 0
-    assert json.loads(capsys.readouterr().out)["init"] == str(parent)
+    assert json.loads(out)["init"] == str(parent)

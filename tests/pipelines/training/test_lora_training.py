@@ -156,10 +156,6 @@ def test_the_text_encoder_adapter_is_trained_or_refused_clearly(tiny_sd, picture
 
 
 # -- the Ray Train job through the CLI -------------------------------------------------------------
-def _run(capsys, *argv: str):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -215,47 +211,27 @@ def test_train_lora_writes_the_adapter_and_an_mlflow_run(cli_run, capsys):
         ("ok", ["--token", ""], "'lora.token'"),
     ],
 )
-def test_train_lora_bad_input_fails_before_anything_is_written(
-    capsys, tmp_path, tiny_sd, setup, args, message
-):
+def test_train_lora_bad_input_fails_before_anything_is_written(cli, tmp_path, tiny_sd, setup, args, message):
     pictures = write_tiny_pictures(tmp_path / "pictures", count=2 if setup == "few" else 3)
     out = tmp_path / "run"
-    code, _, err = _run(
-        capsys,
-        "train",
-        "lora",
-        "--images",
-        str(pictures),
+    code, _, err = cli(
+        "train lora --images",
+        pictures,
         "--token",
         TOKEN,
         "--base",
         tiny_sd["sd_model"],
-        "--preset",
-        "tiny",
-        "--out",
-        str(out),
+        "--preset tiny --out",
+        out,
         "--no-track",
-        *args,
+        args,
     )
     assert code == 2 and message in err, err
     assert not out.exists()
 
 
-def test_train_lora_dry_run(capsys, tmp_path):
-    code, out, _ = _run(
-        capsys,
-        "train",
-        "lora",
-        "--images",
-        str(tmp_path),
-        "--token",
-        TOKEN,
-        "--preset",
-        "paper",
-        "--rank",
-        "8",
-        "--dry-run",
-    )
+def test_train_lora_dry_run(cli, tmp_path):
+    code, out, _ = cli("train lora --images", tmp_path, "--token", TOKEN, "--preset paper --rank 8 --dry-run")
     resolved = json.loads(out)["lora"]
     assert code == 0 and resolved["rank"] == 8 and resolved["resolution"] == 512
     assert resolved["token"] == TOKEN and resolved["mixed_precision"] == "auto"
