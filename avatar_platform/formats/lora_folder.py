@@ -13,6 +13,7 @@ from avatar_platform.core.hub import model_source
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' name, found by load_lora_weights
 LORA_META = "lora.json"  # written by `train lora` beside the weights: token, base, rank, step
+LORA_FORMAT_VERSION = 1  # of LORA_META
 
 
 def lora_folder(path: str) -> str:

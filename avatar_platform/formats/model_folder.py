@@ -21,6 +21,8 @@ from avatar_platform.core.errors import AvatarPlatformError
 
 GAN_MARKERS = ("generator_ema.json", "generator.json")
 DIFFUSION_MARKER = "style_denoiser.json"
+DIFFUSION_META = "diffusion.json"  # a style diffusion's step, schedule, generator source, config
+DIFFUSION_FORMAT_VERSION = 1  # of DIFFUSION_META
 METRICS_FILE = "metrics.json"
 BEST_FOLDER = "best"  # a training output's lowest-FID model so far (gan.keep_best)
 EMBEDDED_GENERATOR = "generator"

@@ -101,6 +101,12 @@ def render_markdown(card: dict) -> str:
         "dataset": f"{dataset.get('num_images')} images, {dataset.get('backend')}, "
         f"config hash `{dataset.get('config_hash')}`",
         "steps": f"{training.get('steps')} ({training.get('kimg')} kimg, batch {training.get('batch_size')})",
+        **({"parent": training["parent"]} if training.get("parent") else {}),
+        **(
+            {"kimg with the parent's": training["kimg_with_parent"]}
+            if training.get("kimg_with_parent")
+            else {}
+        ),
         "hardware": training.get("hardware"),
         "wall time": f"{training.get('wall_time_s', 0) / 60:.0f} min",
         "made": f"{card.get('created')} with avatar-platform {card.get('avatar_platform_version')}",
@@ -144,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--note", action="append", default=[])
     parser.add_argument("--description", default="")
     parser.add_argument("--views", type=Path, default=None)
+    parser.add_argument("--parent", default=None, help="what the run started from (train gan --init)")
+    parser.add_argument("--parent-kimg", type=float, default=0.0, help="the kimg the parent had seen")
     args = parser.parse_args(argv)
 
     from avatar_platform.formats.model_folder import resolve_model_folder
@@ -157,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         for line in args.metrics.read_text().splitlines():
             row = json.loads(line)
             metrics[row["model"]] = {k: row[k] for k in (*METRIC_KEYS, "step", "spec") if k in row}
+    kimg = round(config["step"] * training["batch_size"] / 1000, 1)
     card = {
         "description": args.description,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -179,9 +188,11 @@ def main(argv: list[str] | None = None) -> None:
         "training": {
             "steps": config["step"],
             "batch_size": training["batch_size"],
-            "kimg": round(config["step"] * training["batch_size"] / 1000, 1),
+            "kimg": kimg,
+            **({"kimg_with_parent": round(kimg + args.parent_kimg, 1)} if args.parent_kimg else {}),
             "wall_time_s": round(args.wall_time_s),
             "hardware": args.hardware or f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
+            **({"parent": args.parent} if args.parent else {}),
         },
         "metrics": metrics,
         "metrics_note": "bench/fidelity.py --models (G_ema, ψ = 0.7, seeds 0–3; FID/KID with "

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from avatar_platform.core.errors import AvatarPlatformError
-from avatar_platform.formats.model_folder import is_diffusion_folder
+from avatar_platform.formats.model_folder import DIFFUSION_FORMAT_VERSION, DIFFUSION_META, is_diffusion_folder
+from avatar_platform.models.checkpoint import check_format_version
 from avatar_platform.models.style_diffusion.denoiser import StyleDenoiser
 from avatar_platform.models.style_diffusion.encoders import load_image_encoder
 from avatar_platform.models.style_diffusion.schedule import DiffusionScheduleConfig, sample_w
@@ -30,7 +31,13 @@ def load_style_diffusion(folder: Path, device: str = "cpu"):
             "styleavatar3d model trained with it",
             fix="train one with `avatar-platform train diffusion --generator <gan output>`",
         )
-    meta = json.loads((folder / "diffusion.json").read_text())
+    meta = json.loads((folder / DIFFUSION_META).read_text())
+    check_format_version(
+        meta.get("format_version"),
+        DIFFUSION_FORMAT_VERSION,
+        f"the style diffusion '{folder}'",
+        fix="sample it with the avatar-platform version that trained it, or train it again",
+    )
     schedule = DiffusionScheduleConfig.model_validate(meta["schedule"])
     encoder = load_image_encoder(folder, device).eval()
     denoiser = StyleDenoiser.from_pretrained(folder, map_location=device).eval()

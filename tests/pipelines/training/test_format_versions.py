@@ -36,3 +36,19 @@ def test_a_diffusion_state_of_another_format_is_refused(tmp_path, tiny_generator
     _bump_version(tmp_path)
     with pytest.raises(AvatarPlatformError, match="diffusion training state .* format_version 99"):
         DiffusionTrainer(config, tiny_generator).load(tmp_path)
+
+
+def test_a_diffusion_model_of_another_format_is_refused_when_sampled(tmp_path, tiny_generator):
+    import json
+
+    from avatar_platform.formats.model_folder import DIFFUSION_META
+    from avatar_platform.pipelines.inference.style_sampling import load_style_diffusion
+
+    config = resolve_config(DiffusionTrainingConfig, "diffusion", "tiny")
+    DiffusionTrainer(config, tiny_generator).save(tmp_path / "now")
+    assert load_style_diffusion(tmp_path / "now")[2] is not None  # this format loads
+    DiffusionTrainer(config, tiny_generator).save(tmp_path / "other")
+    meta = json.loads((tmp_path / "other" / DIFFUSION_META).read_text())
+    (tmp_path / "other" / DIFFUSION_META).write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(AvatarPlatformError, match="style diffusion .* format_version 99"):
+        load_style_diffusion(tmp_path / "other")

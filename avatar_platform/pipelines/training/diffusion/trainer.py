@@ -17,13 +17,15 @@ import torch
 import torch.nn.functional as F
 
 from avatar_platform.formats.model_folder import (
+    DIFFUSION_FORMAT_VERSION,
+    DIFFUSION_META,
     EMBEDDED_GENERATOR,
     EMBEDDED_GENERATOR_FILES,
     load_generator,
     model_fid,
     write_metrics,
 )
-from avatar_platform.models.checkpoint import check_format_version
+from avatar_platform.formats.training_state import load_training_state, save_training_state
 from avatar_platform.models.style_diffusion.denoiser import StyleDenoiser
 from avatar_platform.models.style_diffusion.encoders import (
     build_image_encoder,
@@ -35,7 +37,6 @@ from avatar_platform.pipelines.rendering import FRONT, cameras, render, to_uint8
 from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
 from avatar_platform.pipelines.training.gan.losses import average_gradients
 
-STATE_FORMAT_VERSION = 1
 HELD_OUT_SEED = 1_000_003  # held-out pairs come from their own seed stream, never trained on
 
 
@@ -211,23 +212,19 @@ class DiffusionTrainer:
         embed_generator(self.generator_folder, folder)
         meta = {
             "kind": "styleavatar3d-diffusion",
-            "format_version": STATE_FORMAT_VERSION,
+            "format_version": DIFFUSION_FORMAT_VERSION,
             "step": self.step,
             "generator_source": str(self.generator_folder),
             "schedule": self.config.schedule.model_dump(mode="json"),
             "training": self.config.model_dump(mode="json"),
         }
-        (folder / "diffusion.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (folder / DIFFUSION_META).write_text(json.dumps(meta, indent=2) + "\n")
         fid = model_fid(folder / EMBEDDED_GENERATOR)  # the GAN's FID travels on with it
         write_metrics(folder, {**({"fid": fid} if fid is not None else {}), **(metrics or {})},
                       keep_existing=False)  # fmt: skip
-        state = {
-            "format_version": STATE_FORMAT_VERSION,
-            "step": self.step,
-            "opt": self.opt.state_dict(),
-            "rng": self.rng.get_state(),
-        }
-        torch.save(state, folder / "training_state.pt")
+        save_training_state(
+            folder, {"step": self.step, "opt": self.opt.state_dict(), "rng": self.rng.get_state()}
+        )
 
     def load(self, folder: Path) -> None:
         folder = Path(folder)
@@ -236,13 +233,7 @@ class DiffusionTrainer:
             self.encoder.load_state_dict(load_image_encoder(folder).state_dict())
         self.denoiser.to(self.device)
         self.encoder.to(self.device)
-        state = torch.load(folder / "training_state.pt", map_location=self.device, weights_only=True)
-        check_format_version(
-            state.get("format_version"),
-            STATE_FORMAT_VERSION,
-            f"the diffusion training state in '{folder}'",
-            fix="continue it with the avatar-platform version that wrote it, or start a new --out",
-        )
+        state = load_training_state(folder, self.device, "diffusion")
         self.opt.load_state_dict(state["opt"])
         self.rng.set_state(state["rng"].cpu())
         self.step = int(state["step"])

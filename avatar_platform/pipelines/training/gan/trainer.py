@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from avatar_platform.formats.model_folder import GAN_NETWORKS
-from avatar_platform.models.checkpoint import check_format_version
+from avatar_platform.formats.training_state import load_training_state, save_training_state
 from avatar_platform.models.discriminator import DualDiscriminator, pose_label
 from avatar_platform.models.eg3d.background import resize
 from avatar_platform.models.eg3d.generator import TriPlaneGenerator
@@ -37,8 +37,6 @@ from avatar_platform.pipelines.training.gan.losses import (
     mirror_augment,
     r1_penalty,
 )
-
-STATE_FORMAT_VERSION = 1
 
 
 class GanTrainer:
@@ -295,14 +293,13 @@ class GanTrainer:
         for attr, stem in GAN_NETWORKS:
             getattr(self, attr).save_pretrained(folder, stem)
         state = {
-            "format_version": STATE_FORMAT_VERSION,
             "step": self.step,
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "rng": self.rng.get_state(),
             "augment_p": self.augment_p,
         }
-        torch.save(state, folder / "training_state.pt")
+        save_training_state(folder, state)
         config = {
             "kind": "styleavatar3d-gan",
             "step": self.step,
@@ -318,13 +315,7 @@ class GanTrainer:
             cls = type(getattr(self, attr))
             loaded = cls.from_pretrained(folder, name).to(self.device)
             getattr(self, attr).load_state_dict(loaded.state_dict())
-        state = torch.load(folder / "training_state.pt", map_location=self.device, weights_only=True)
-        check_format_version(
-            state.get("format_version"),
-            STATE_FORMAT_VERSION,
-            f"the GAN training state in '{folder}'",
-            fix="continue it with the avatar-platform version that wrote it, or start a new --out",
-        )
+        state = load_training_state(folder, self.device, "GAN")
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.rng.set_state(state["rng"].cpu())

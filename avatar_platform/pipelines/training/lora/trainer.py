@@ -18,13 +18,12 @@ import torch.nn.functional as F
 
 from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.core.hub import load_pretrained, model_source
-from avatar_platform.formats.lora_folder import LORA_META, LORA_WEIGHTS
-from avatar_platform.models.checkpoint import check_format_version
+from avatar_platform.formats.lora_folder import LORA_FORMAT_VERSION, LORA_META, LORA_WEIGHTS
+from avatar_platform.formats.training_state import load_training_state, save_training_state
 from avatar_platform.pipelines.training.gan.losses import average_gradients
 from avatar_platform.pipelines.training.lora.config import LoraTrainingConfig
 from avatar_platform.pipelines.training.lora.data import TrainingImage, augment, default_caption
 
-FORMAT_VERSION = 1
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]  # CLIP's attention
 SAMPLE_GUIDANCE = 7.5  # Stable Diffusion 1.5's default classifier-free guidance
 
@@ -259,7 +258,7 @@ class LoraTrainer:
             Image.fromarray(grid).save(folder / "samples.png")
         meta = {
             "kind": "styleavatar3d-lora",
-            "format_version": FORMAT_VERSION,
+            "format_version": LORA_FORMAT_VERSION,
             "token": self.config.token,
             "base": self.config.base,
             "rank": self.config.rank,
@@ -271,26 +270,19 @@ class LoraTrainer:
         }
         (folder / LORA_META).write_text(json.dumps(meta, indent=2) + "\n")
         state = {
-            "format_version": FORMAT_VERSION,
             "step": self.step,
             "adapters": adapters,
             "opt": self.opt.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": self.rng.get_state(),
         }
-        torch.save(state, folder / "training_state.pt")
+        save_training_state(folder, state)
 
     def load(self, folder: Path) -> None:
         """Continue from a folder written by `save` (adapters, optimiser, RNG, step)."""
         from peft.utils import set_peft_model_state_dict
 
-        state = torch.load(Path(folder) / "training_state.pt", map_location=self.device, weights_only=True)
-        check_format_version(
-            state.get("format_version"),
-            FORMAT_VERSION,
-            f"the LoRA training state in '{folder}'",
-            fix="start a new run in another --out",
-        )
+        state = load_training_state(folder, self.device, "LoRA", fix="start a new run in another --out")
         for name, module in zip(("unet", "text_encoder"), self.adapted, strict=False):
             set_peft_model_state_dict(module, state["adapters"][name])
         self.opt.load_state_dict(state["opt"])
