@@ -12,6 +12,11 @@ from avatar_platform.cli.common import GPU_WAIT, GPUS, PRESET_HELP, echo_err, pa
 BACKEND_PANEL = "controlnet backend"
 
 
+def _backend_option(help: str):
+    """An option of the controlnet backend (unset: the preset's value), in its own help panel."""
+    return typer.Option(None, help=help, rich_help_panel=BACKEND_PANEL)
+
+
 def generate(
     preset: str = typer.Option("demo", help=PRESET_HELP),
     config: Path | None = typer.Option(
@@ -52,42 +57,22 @@ def generate(
         help="centre and scale --template-mesh from its landmarks (ears or eyes) to the built-in "
         "busts' size, head centre at the origin (for a mesh in other units)",
     ),
-    sd_model: str | None = typer.Option(
-        None, help="Stable Diffusion 1.5: hub id or folder", rich_help_panel=BACKEND_PANEL
+    sd_model: str | None = _backend_option("Stable Diffusion 1.5: hub id or folder"),
+    openpose_controlnet: str | None = _backend_option("OpenPose ControlNet: hub id or folder"),
+    depth_controlnet: str | None = _backend_option("depth ControlNet: hub id or folder"),
+    guidance: str | None = _backend_option("openpose | depth | hybrid (both)"),
+    steps: int | None = _backend_option("denoising steps"),
+    guidance_scale: float | None = _backend_option("classifier-free guidance scale"),
+    scheduler: str | None = _backend_option("unipc | dpm-solver++ | ddim"),
+    batch_size: int | None = _backend_option("prompts per pipeline call"),
+    lora: str | None = _backend_option(
+        "a character LoRA (`train lora` output's model folder, or diffusers weights); "
+        "its token replaces the style text"
     ),
-    openpose_controlnet: str | None = typer.Option(
-        None, help="OpenPose ControlNet: hub id or folder", rich_help_panel=BACKEND_PANEL
-    ),
-    depth_controlnet: str | None = typer.Option(
-        None, help="depth ControlNet: hub id or folder", rich_help_panel=BACKEND_PANEL
-    ),
-    guidance: str | None = typer.Option(
-        None, help="openpose | depth | hybrid (both)", rich_help_panel=BACKEND_PANEL
-    ),
-    steps: int | None = typer.Option(None, help="denoising steps", rich_help_panel=BACKEND_PANEL),
-    guidance_scale: float | None = typer.Option(
-        None, help="classifier-free guidance scale", rich_help_panel=BACKEND_PANEL
-    ),
-    scheduler: str | None = typer.Option(
-        None, help="unipc | dpm-solver++ | ddim", rich_help_panel=BACKEND_PANEL
-    ),
-    batch_size: int | None = typer.Option(
-        None, help="prompts per pipeline call", rich_help_panel=BACKEND_PANEL
-    ),
-    lora: str | None = typer.Option(
-        None,
-        help="a character LoRA (`train lora` output's model folder, or diffusers weights); "
-        "its token replaces the style text",
-        rich_help_panel=BACKEND_PANEL,
-    ),
-    lora_scale: float | None = typer.Option(
-        None, help="strength of the LoRA (default 1)", rich_help_panel=BACKEND_PANEL
-    ),
-    matting_model: str | None = typer.Option(
-        None,
-        help="image-segmentation model (hub id or folder; transformers semantic segmentation) "
-        "that refines each image's mask within the dilated condition silhouette",
-        rich_help_panel=BACKEND_PANEL,
+    lora_scale: float | None = _backend_option("strength of the LoRA (default 1)"),
+    matting_model: str | None = _backend_option(
+        "image-segmentation model (hub id or folder; transformers semantic segmentation) "
+        "that refines each image's mask within the dilated condition silhouette"
     ),
     preview: bool = typer.Option(True, help="write preview.png (styles × views) when done"),
     track: bool = typer.Option(True, help="record the run in MLflow"),

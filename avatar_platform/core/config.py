@@ -11,10 +11,10 @@ import difflib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avatar_platform.core.errors import AvatarPlatformError
 
@@ -27,6 +27,18 @@ class StrictConfig(BaseModel):
     """Base of every config: unknown keys are errors, values are immutable once resolved."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class GpuPolicy(StrictConfig):
+    """Whether a Ray job's workers take GPUs (`core.ray_runtime.gpus_to_use` reads it): the
+    fields `generate` and every `train` config share."""
+
+    gpus: Literal["auto", "required", "none"] = Field(
+        "auto",
+        description="auto: GPUs when the cluster has them; required: wait up to gpu_wait_s for "
+        "them, never fall back to the CPU; none: CPUs only",
+    )
+    gpu_wait_s: float = Field(300.0, ge=0, description="how long gpus: required waits for GPUs")
 
 
 def load_preset(name: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from avatar_platform.core.config import StrictConfig
+from avatar_platform.core.config import GpuPolicy
 from avatar_platform.pipelines.datagen.controlnet_backend import ControlNetBackendConfig
 from avatar_platform.pipelines.datagen.procedural_backend import ProceduralBackendConfig
 from avatar_platform.pipelines.poses.camera import CameraConfig
@@ -14,8 +14,9 @@ from avatar_platform.pipelines.poses.view_bins import ViewBinConfig
 from avatar_platform.pipelines.prompts.prompts import PromptConfig
 
 
-class GenerateConfig(StrictConfig):
-    """A multi-view avatar dataset: how many images, of what, made how, written where."""
+class GenerateConfig(GpuPolicy):
+    """A multi-view avatar dataset: how many images, of what, made how, written where (its
+    `gpus` policy applies to the controlnet backend; the procedural one renders on CPUs)."""
 
     backend: Literal["procedural", "controlnet"] = Field(
         "procedural", description="image backend: procedural (offline renderer) or controlnet (SD)"
@@ -27,12 +28,6 @@ class GenerateConfig(StrictConfig):
     seed: int = Field(0, ge=0, description="seed of the whole plan: same seed, same dataset")
     workers: int = Field(1, ge=1, description="image-generation actors (one GPU each on a cluster)")
     gpus_per_worker: float = Field(1.0, gt=0, description="GPUs per actor where GPUs exist")
-    gpus: Literal["auto", "required", "none"] = Field(
-        "auto",
-        description="controlnet backend: auto = GPUs when the cluster has them; required = wait "
-        "up to gpu_wait_s for them, never fall back to the CPU; none = CPUs only",
-    )
-    gpu_wait_s: float = Field(300.0, ge=0, description="how long gpus: required waits for GPUs")
     render_batch_size: int = Field(8, ge=1, description="rows per conditioning-render task")
     shard_size: int = Field(64, ge=1, description="rows per Parquet part file (at most)")
     save_conditions: bool = Field(True, description="also store the OpenPose and depth images in the dataset")

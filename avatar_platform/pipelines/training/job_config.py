@@ -4,27 +4,19 @@ step driver). `train gan | diffusion | lora` each add their own networks and los
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 
-from avatar_platform.core.config import StrictConfig
+from avatar_platform.core.config import GpuPolicy
 
 
-class TrainingJobConfig(StrictConfig):
+class TrainingJobConfig(GpuPolicy):
     """The fields a Ray Train job reads, shared by the three training configs."""
 
     batch_size: int = Field(32, ge=1, description="examples per step, over all workers")
     steps: int = Field(1000, ge=1, description="training steps")
     seed: int = Field(0, ge=0, description="training seed")
     workers: int = Field(1, ge=1, description="Ray Train workers (DDP, one GPU each on GPUs)")
-    use_gpu: bool | None = Field(None, description="None = when the cluster has GPUs")
-    gpus: Literal["auto", "required", "none"] = Field(
-        "auto",
-        description="auto: GPUs when the cluster has them (or as use_gpu says); required: wait up "
-        "to gpu_wait_s for them, never fall back to the CPU; none: CPUs only",
-    )
-    gpu_wait_s: float = Field(300.0, ge=0, description="how long --gpus required waits for GPUs")
+    use_gpu: bool | None = Field(None, description="gpus auto: None = when the cluster has GPUs")
     checkpoint_every: int = Field(100, ge=1, description="checkpoint every N steps")
     log_every: int = Field(10, ge=1, description="log metrics every N steps")
 
