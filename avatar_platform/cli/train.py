@@ -26,12 +26,11 @@ app = typer.Typer(help="Train the models (Ray Train, tracked in MLflow).", no_ar
 def _resolve(model, section: str, preset: str, config: Path | None, common: dict, **overrides):
     """The job's config: the preset, then --config, then the flags given (None = not given).
 
-    `common` holds the flags every `train` command takes: steps, batch_size, workers, gpus and
-    gpu_wait (the config's gpu_wait_s)."""
+    `common` holds the flags every `train` command takes (steps, batch_size, workers, gpus,
+    gpu_wait_s), `overrides` the command's own."""
     from avatar_platform.core.config import resolve_config
 
-    given = {("gpu_wait_s" if name == "gpu_wait" else name): value for name, value in common.items()}
-    return resolve_config(model, section, preset, config, {**given, **overrides})
+    return resolve_config(model, section, preset, config, {**common, **overrides})
 
 
 def _out_folder(out: Path | None, kind: str) -> Path:
@@ -89,7 +88,7 @@ def gan(
     from avatar_platform.core.paths import user_model_spec, user_path
     from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 
-    common = dict(steps=steps, batch_size=batch_size, workers=workers, gpus=gpus, gpu_wait=gpu_wait)
+    common = dict(steps=steps, batch_size=batch_size, workers=workers, gpus=gpus, gpu_wait_s=gpu_wait)
     conditioning = {"conditioning": {"mode": discriminator}}
     cfg = _resolve(GanTrainingConfig, "gan", preset, config, common, discriminator=conditioning)
     if kimg is not None:
@@ -149,7 +148,7 @@ def diffusion(
     from avatar_platform.core.paths import user_model_spec
     from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
 
-    common = dict(steps=steps, batch_size=batch_size, workers=workers, gpus=gpus, gpu_wait=gpu_wait)
+    common = dict(steps=steps, batch_size=batch_size, workers=workers, gpus=gpus, gpu_wait_s=gpu_wait)
     encoder_flags = {"kind": encoder, "clip_model": clip_model}
     cfg = _resolve(DiffusionTrainingConfig, "diffusion", preset, config, common, encoder=encoder_flags)
     generator = user_model_spec(generator)  # a folder from here, or an MLflow URI as given
@@ -204,7 +203,7 @@ def lora(
     from avatar_platform.core.paths import user_path
     from avatar_platform.pipelines.training.lora.config import LoraTrainingConfig
 
-    common = dict(steps=steps, batch_size=batch_size, workers=workers, gpus=gpus, gpu_wait=gpu_wait)
+    common = dict(steps=steps, batch_size=batch_size, workers=workers, gpus=gpus, gpu_wait_s=gpu_wait)
     adapter = {"token": token, "base": base, "rank": rank, "resolution": resolution, "lr": lr}
     cfg = _resolve(
         LoraTrainingConfig, "lora", preset, config, common, **adapter, train_text_encoder=train_text_encoder

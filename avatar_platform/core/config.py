@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from avatar_platform.core.errors import AvatarPlatformError
 
 PRESETS: tuple[str, ...] = ("tiny", "demo", "paper")
+# config keys whose CLI flag is not the key with dashes (the rest are: num_images → --num-images)
+FLAG_OF_KEY = {"gpu_wait_s": "--gpu-wait"}
 
 T = TypeVar("T", bound="StrictConfig")
 
@@ -153,7 +155,8 @@ def config_error(
     described = _field_description(model_cls, loc)
     # top-level scalar and list keys have a flag of the same name; nested ones live in a config file
     if len(loc) == 1 and not is_section:
-        fix = f"pass a valid --{loc[0].replace('_', '-')}, or correct '{dotted}' in {source}"
+        flag = FLAG_OF_KEY.get(loc[0], f"--{loc[0].replace('_', '-')}")
+        fix = f"pass a valid {flag}, or correct '{dotted}' in {source}"
     else:
         fix = f"correct '{dotted}' in {source} (a --config YAML file)"
     return AvatarPlatformError(

@@ -252,3 +252,8 @@ def test_the_mlflow_store_follows_the_platform_home_unless_the_user_names_one(tm
     assert tracking_uri() == f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
     assert tracking_uri() == "http://mlflow.example:5000"
+
+
+def test_a_bad_flag_value_names_the_flag_the_user_typed(cli):
+    code, _, err = cli("train lora --images /nowhere --token t --gpu-wait -1 --dry-run")
+    assert code == 2 and "'lora.gpu_wait_s'" in err and "pass a valid --gpu-wait," in err, err

@@ -114,7 +114,9 @@ def generated_features(
 
 
 @torch.no_grad()
-def generated_batches(generator, cameras: torch.Tensor, seed: int = 0, batch: int = 16, truncation_psi=1.0):
+def generated_batches(
+    generator, cameras: torch.Tensor, seed: int = 0, batch: int = 16, truncation_psi: float = 1.0
+):
     """G's outputs at `cameras` (B, 25), `batch` at a time, one random z per camera drawn from
     `seed`: the pictures every generated-side metric judges (FID/KID here, the colour scores)."""
     device = next(generator.parameters()).device
