@@ -17,6 +17,13 @@ def resolve(preset: str = "tiny", config_file=None, overrides=None) -> GenerateC
     return resolve_config(GenerateConfig, SECTION, preset, config_file, overrides)
 
 
+def resolve_error(preset: str = "tiny", config_file=None, overrides=None) -> AvatarPlatformError:
+    """The error resolving these raises (the test fails if none is raised)."""
+    with pytest.raises(AvatarPlatformError) as info:
+        resolve(preset, config_file, overrides)
+    return info.value
+
+
 def write(tmp_path, text: str, name: str = "user.yaml"):
     path = tmp_path / name
     path.write_text(text)
@@ -86,64 +93,56 @@ def test_a_misspelt_key_or_section_is_named_with_its_source_and_a_suggestion(
     tmp_path, flags, yaml, named, expected, suggested
 ):
     path = write(tmp_path, yaml) if yaml else None
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve("tiny", path, overrides=flags)
-    message = str(info.value)
+    error = resolve_error("tiny", path, overrides=flags)
+    message = str(error)
     assert named in message and f"did you mean '{suggested}'?" in message
-    assert all(key in info.value.expected for key in expected)
+    assert all(key in error.expected for key in expected)
     if path is not None:
         assert str(path) in message
 
 
 def test_unknown_nested_key_names_the_dotted_path_and_the_nested_keys():
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve("tiny", overrides={"camera": {"radiuss": 3.0}})
-    message = str(info.value)
+    error = resolve_error("tiny", overrides={"camera": {"radiuss": 3.0}})
+    message = str(error)
     assert "'generate.camera.radiuss'" in message
     # the valid keys are those of the camera section, not of the top level
     for key in ("radius", "focal", "look_at", "yaw_range", "pitch_range"):
-        assert key in info.value.expected
-    assert "num_images" not in info.value.expected
+        assert key in error.expected
+    assert "num_images" not in error.expected
     assert "did you mean 'radius'?" in message
 
 
 def test_unknown_key_far_from_any_valid_one_has_no_suggestion():
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve("tiny", overrides={"zzzzqqqq": 1})
-    assert "'generate.zzzzqqqq'" in str(info.value)
-    assert info.value.fix is None
+    error = resolve_error("tiny", overrides={"zzzzqqqq": 1})
+    assert "'generate.zzzzqqqq'" in str(error)
+    assert error.fix is None
 
 
 def test_invalid_yaml_raises_naming_the_file(tmp_path):
     path = write(tmp_path, "generate: [num_images: 3\n  : :\n")
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve("tiny", path)
-    assert "not valid YAML" in str(info.value)
-    assert str(path) in str(info.value)
-    assert "\n" not in str(info.value)
+    message = str(resolve_error("tiny", path))
+    assert "not valid YAML" in message
+    assert str(path) in message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n"])
 def test_non_mapping_yaml_raises(tmp_path, text):
     path = write(tmp_path, text)
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve("tiny", path)
-    assert str(path) in str(info.value)
-    assert "mapping of sections" in str(info.value)
+    message = str(resolve_error("tiny", path))
+    assert str(path) in message
+    assert "mapping of sections" in message
 
 
 def test_missing_file_raises(tmp_path):
     path = tmp_path / "nope.yaml"
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve("tiny", path)
-    assert "does not exist" in str(info.value)
-    assert str(path) in str(info.value)
+    message = str(resolve_error("tiny", path))
+    assert "does not exist" in message
+    assert str(path) in message
 
 
 def test_unknown_preset_raises_listing_presets():
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve("huge")
-    message = str(info.value)
+    message = str(resolve_error("huge"))
     assert "unknown preset 'huge'" in message
     for preset in PRESETS:
         assert preset in message
@@ -158,9 +157,7 @@ def test_unknown_preset_raises_listing_presets():
     ],
 )
 def test_invalid_value_names_the_dotted_key(overrides, dotted, flag):
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve("tiny", overrides=overrides)
-    message = str(info.value)
+    message = str(resolve_error("tiny", overrides=overrides))
     assert f"'{dotted}'" in message
     assert f"invalid value {next(iter(overrides.values()))}" in message
     assert flag in message
@@ -177,17 +174,14 @@ def test_a_bad_item_of_a_list_flag_names_the_item_and_the_flag():
 
 
 def test_resolution_not_multiple_of_8_explains_why():
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve("tiny", overrides={"resolution": 36})
-    assert "multiple of 8" in str(info.value)
+    assert "multiple of 8" in str(resolve_error("tiny", overrides={"resolution": 36}))
 
 
 def test_invalid_nested_value_names_the_nested_key(tmp_path):
     path = write(tmp_path, "generate:\n  camera:\n    radius: -1\n")
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve("tiny", path)
-    assert "'generate.camera.radius'" in str(info.value)
-    assert str(path) in str(info.value)
+    message = str(resolve_error("tiny", path))
+    assert "'generate.camera.radius'" in message
+    assert str(path) in message
 
 
 def test_styles_flag_is_split_on_commas():
@@ -235,9 +229,7 @@ def test_a_section_that_is_not_a_mapping_is_one_clear_error(tmp_path, text):
 
 def test_a_nested_cross_field_error_points_at_the_config_file_not_a_flag(tmp_path):
     path = write(tmp_path, "generate:\n  camera:\n    yaw_range: [90, -90]\n")
-    with pytest.raises(AvatarPlatformError) as info:
-        resolve(config_file=path)
-    message = info.value.message
+    message = resolve_error(config_file=path).message
     assert "'generate.camera'" in message and "low <= high" in message
     assert "--camera" not in message and "--config" in message
 
