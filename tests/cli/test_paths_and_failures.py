@@ -37,18 +37,16 @@ def test_every_command_takes_relative_paths(cli, ray_session, tmp_path, monkeypa
     """generate → train gan → sample → train diffusion, each with paths relative to the
     working folder (Ray's tasks and workers run in other folders)."""
     monkeypatch.chdir(tmp_path)
-    code, _, err = cli("generate --preset tiny --out ds --no-track --no-preview")
-    assert code == 0, err
-    assert (tmp_path / "ds" / "dataset.json").is_file()
-    code, stdout, err = cli("train gan --preset tiny --data ds --out gan --steps 2 --no-track")
-    assert code == 0, err
-    assert (tmp_path / "gan" / "model" / "generator_ema.safetensors").is_file()
-    code, stdout, err = cli("sample --model gan --seeds 0 --views 1 --no-turntable --out s")
-    assert code == 0, err
-    assert (tmp_path / "s" / "views.png").is_file()
-    code, stdout, err = cli("train diffusion --preset tiny --generator gan --out diff --steps 2 --no-track")
-    assert code == 0, err
-    assert (tmp_path / "diff" / "model" / "style_denoiser.json").is_file()
+    writes = {  # each command, in order, and a file it must write
+        "generate --preset tiny --out ds --no-track --no-preview": "ds/dataset.json",
+        "train gan --preset tiny --data ds --out gan --steps 2 --no-track": "gan/model/generator_ema.safetensors",
+        "sample --model gan --seeds 0 --views 1 --no-turntable --out s": "s/views.png",
+        "train diffusion --preset tiny --generator gan --out diff --steps 2 --no-track": "diff/model/style_denoiser.json",
+    }
+    for command, written in writes.items():
+        code, _, err = cli(command)
+        assert code == 0, err
+        assert (tmp_path / written).is_file(), command
 
 
 def test_train_diffusion_takes_a_relative_generator(cli, ray_session, tiny_generator, tmp_path, monkeypatch):
