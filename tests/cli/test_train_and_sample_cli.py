@@ -39,16 +39,22 @@ def _fake_dataset(
     return folder
 
 
+def _sample(cli, out, *args) -> tuple[str, np.ndarray]:
+    """`sample ARGS --out OUT`, which must succeed: its stdout and the views.png it wrote."""
+    code, stdout, err = cli("sample", *args, "--out", out)
+    assert code == 0, err
+    return stdout, np.asarray(Image.open(out / "views.png"))
+
+
 def test_sample_writes_views_turntable_walk_and_a_mesh(cli, tiny_model, tmp_path):
     out = tmp_path / "samples"
-    code, stdout, err = cli(
-        "sample --model",
-        tiny_model,
-        "--seeds 0-1 --views 3 --frames 4 --walk 0,1 --mesh --mesh-resolution 24 --mesh-level auto --mesh-format ply --out",
+    stdout, views = _sample(
+        cli,
         out,
+        "--model",
+        tiny_model,
+        "--seeds 0-1 --views 3 --frames 4 --walk 0,1 --mesh --mesh-resolution 24 --mesh-level auto --mesh-format ply",
     )
-    assert code == 0, err
-    views = np.asarray(Image.open(out / "views.png"))
     assert views.shape == (2 * 32, 3 * 32, 3)
     gif = Image.open(out / "turntable-seed0.gif")
     assert gif.n_frames == 4
@@ -63,10 +69,8 @@ def test_sample_writes_views_turntable_walk_and_a_mesh(cli, tiny_model, tmp_path
 
 
 def test_same_seed_same_views(cli, tiny_model, tmp_path):
-    for name in ("a", "b"):
-        assert cli("sample --model", tiny_model, "--seeds 5 --no-turntable --out", tmp_path / name)[0] == 0
-    a = np.asarray(Image.open(tmp_path / "a" / "views.png"))
-    b = np.asarray(Image.open(tmp_path / "b" / "views.png"))
+    args = ("--model", tiny_model, "--seeds 5 --no-turntable")
+    a, b = (_sample(cli, tmp_path / name, *args)[1] for name in ("a", "b"))
     np.testing.assert_array_equal(a, b)
 
 
@@ -137,16 +141,15 @@ def test_sample_from_an_image_writes_views_turntables_and_meshes(cli, tiny_diffu
     picture = tmp_path / "face.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), np.uint8)).save(picture)
     out = tmp_path / "samples"
-    code, stdout, err = cli(
-        "sample --model",
+    stdout, views = _sample(
+        cli,
+        out,
+        "--model",
         tiny_diffusion,
         "--image",
         picture,
-        "--num-samples 2 --views 3 --frames 3 --mesh --mesh-resolution 24 --mesh-level auto --out",
-        out,
+        "--num-samples 2 --views 3 --frames 3 --mesh --mesh-resolution 24 --mesh-level auto",
     )
-    assert code == 0, err
-    views = np.asarray(Image.open(out / "views.png"))
     assert views.shape == (2 * 32, 3 * 32, 3)  # one row per sample, no seed rows
     assert not np.array_equal(views[:32], views[32:])
     assert Image.open(out / "turntable-image-sample1.gif").n_frames == 3
