@@ -161,10 +161,10 @@ def diffusion(device_name: str, presets: tuple[str, ...] = ("demo", "paper")) ->
     """The style diffusion's training step and image → avatar latency on GPU: the paper preset
     (CLIP ViT-L/14-shaped encoder with random weights, the paper generator with random weights)."""
     import torch
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from avatar_platform.core.config import resolve_config
     from avatar_platform.models.eg3d.generator import TriPlaneGenerator
+    from avatar_platform.pipelines.datagen.tiny_models import build_random_clip_vision
     from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
     from avatar_platform.pipelines.training.diffusion.trainer import DiffusionTrainer
     from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
@@ -176,17 +176,17 @@ def diffusion(device_name: str, presets: tuple[str, ...] = ("demo", "paper")) ->
             TriPlaneGenerator(gan.generator).save_pretrained(folder / "g", "generator_ema")
             overrides: dict = {"w_stats_samples": 256, "pair_pool": 0}
             if preset == "paper":
-                clip = CLIPVisionConfig(
-                    hidden_size=1024,
-                    intermediate_size=4096,
-                    num_hidden_layers=24,
-                    num_attention_heads=16,
+                # CLIP ViT-L/14's sizes
+                clip = build_random_clip_vision(
+                    folder / "clip",
+                    width=1024,
+                    layers=24,
+                    heads=16,
                     image_size=224,
                     patch_size=14,
-                    projection_dim=768,
+                    embed_dim=768,
                 )
-                CLIPVisionModelWithProjection(clip).save_pretrained(folder / "clip")
-                overrides["encoder"] = {"clip_model": str(folder / "clip")}
+                overrides["encoder"] = {"clip_model": clip}
                 overrides["batch_size"] = 32  # per GPU: the preset is 256 over 8 GPUs
             config = resolve_config(DiffusionTrainingConfig, "diffusion", preset, overrides=overrides)
             torch.cuda.reset_peak_memory_stats()

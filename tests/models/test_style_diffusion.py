@@ -22,6 +22,7 @@ from avatar_platform.models.style_diffusion.schedule import (
     sample_w,
     training_scheduler,
 )
+from avatar_platform.pipelines.datagen.tiny_models import build_random_clip_vision
 
 DENOISER = StyleDenoiserConfig(w_dim=16, cond_dim=8, width=32, layers=2, heads=4)
 CNN = ImageEncoderConfig(kind="cnn", image_size=32, channels=8, embed_dim=8)
@@ -100,25 +101,8 @@ def test_cnn_encoder_shapes_any_input_size_and_round_trip(tmp_path):
     torch.testing.assert_close(load_image_encoder(tmp_path).eval()(images), encoder(images))
 
 
-def _tiny_clip(folder):
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    torch.manual_seed(0)
-    config = CLIPVisionConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        projection_dim=12,
-    )
-    CLIPVisionModelWithProjection(config).save_pretrained(folder)
-    return str(folder)
-
-
 def test_clip_encoder_loads_a_saved_model_frozen_and_travels_with_the_folder(tmp_path):
-    source = _tiny_clip(tmp_path / "clip")
+    source = build_random_clip_vision(tmp_path / "clip")
     encoder = build_image_encoder(ImageEncoderConfig(kind="clip", clip_model=source))
     assert not encoder.trainable and encoder.embed_dim == 12 and encoder.input_size == 32
     assert not any(p.requires_grad for p in encoder.parameters())

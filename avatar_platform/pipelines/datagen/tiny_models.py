@@ -1,4 +1,5 @@
-"""Tiny random-weight Stable Diffusion + ControlNet components, saved like real ones.
+"""Tiny random-weight Stable Diffusion + ControlNet components (and the other models the
+platform loads through transformers), saved like real ones.
 
 Tests and benchmarks build these in-process (no weights can be downloaded here) and load them back
 through the very code path that real weights take (`ControlNetBackend`). Their images are noise:
@@ -193,4 +194,35 @@ def build_tiny_matting_model(folder: str | Path, seed: int = 0, size: int = 32) 
     model.save_pretrained(folder)
     processor = SegformerImageProcessor(size={"height": size, "width": size})
     processor.save_pretrained(folder)
+    return str(folder)
+
+
+def build_random_clip_vision(
+    folder: str | Path,
+    *,
+    width: int = 16,
+    layers: int = 1,
+    heads: int = 2,
+    image_size: int = 32,
+    patch_size: int = 8,
+    embed_dim: int = 12,
+    seed: int = 0,
+) -> str:
+    """Write a random-weight CLIP vision tower with its projection (what the style diffusion's
+    `clip` image encoder loads) to `folder`: tiny by default; OpenCLIP's names for the sizes (an
+    MLP 4× the width). Returns the folder."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=embed_dim,
+    )
+    CLIPVisionModelWithProjection(config).save_pretrained(folder)
     return str(folder)
