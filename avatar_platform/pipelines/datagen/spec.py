@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
+from avatar_platform.formats.dataset_schema import DATASET_SCHEMA
 from avatar_platform.pipelines.datagen.config import GenerateConfig
 from avatar_platform.pipelines.datagen.controlnet_backend import lora_token
 from avatar_platform.pipelines.datagen.procedural_backend import flipped_views, mirrored_yaw, perturbed_yaw
@@ -75,23 +76,25 @@ def plan(config: GenerateConfig) -> pa.Table:
     return pa.table(columns, schema=SPEC_SCHEMA)
 
 
+# the plan's own bookkeeping (index, avatar_seed), and the dataset columns it decides, defined once
+# in the dataset's schema: a planned value reaches the dataset with the same type
 SPEC_SCHEMA = pa.schema(
     [
-        ("sample_id", pa.string()),
-        ("index", pa.int64()),
-        ("avatar_id", pa.string()),
-        ("avatar_seed", pa.int64()),
-        ("style", pa.string()),
-        ("prompt", pa.string()),
-        ("negative_prompt", pa.string()),
-        ("attributes", pa.string()),
-        ("seed", pa.int64()),
-        ("yaw", pa.float32()),
-        ("pitch", pa.float32()),
-        ("view_bin", pa.int32()),
-        ("camera", pa.list_(pa.float32(), 25)),
-        ("true_yaw", pa.float32()),
-        ("true_pitch", pa.float32()),
+        DATASET_SCHEMA.field("sample_id"),
+        pa.field("index", pa.int64()),
+        DATASET_SCHEMA.field("avatar_id"),
+        pa.field("avatar_seed", pa.int64()),
+        DATASET_SCHEMA.field("style"),
+        DATASET_SCHEMA.field("prompt"),
+        DATASET_SCHEMA.field("negative_prompt"),
+        DATASET_SCHEMA.field("attributes"),
+        DATASET_SCHEMA.field("seed"),
+        DATASET_SCHEMA.field("yaw"),
+        DATASET_SCHEMA.field("pitch"),
+        DATASET_SCHEMA.field("view_bin"),
+        DATASET_SCHEMA.field("camera"),
+        DATASET_SCHEMA.field("true_yaw"),
+        DATASET_SCHEMA.field("true_pitch"),
     ]
 )
 SPEC_COLUMNS = SPEC_SCHEMA.names
