@@ -83,11 +83,18 @@ def test_same_seed_same_views(cli, tiny_model, tmp_path):
         (["--walk", "1"], "--walk takes two seeds"),
         (["--mesh-format", "stl"], "expected glb, ply or obj"),
         (["--mesh-level", "high"], "expected a number or 'auto'"),
+        (["--mesh", "--mesh-faces", "0"], "--mesh-faces 0"),
+        (["--mesh", "--mesh-faces", "-5"], "expected a face budget >= 1"),
+        (["--mesh", "--mesh-keep", "biggest"], "expected largest or all"),
+        (["--mesh", "--mesh-smooth", "-1"], "expected iterations >= 0"),
     ],
 )
 def test_sample_bad_flags(cli, tiny_model, tmp_path, args, message):
-    code, _, err = cli("sample --model", tiny_model, "--out", tmp_path, args)
-    assert code == 2 and message in err
+    out = tmp_path / "samples"
+    code, _, err = cli("sample --model", tiny_model, "--out", out, args)
+    assert code == 2 and message in err, err
+    assert err.count("error") == 1 and "Traceback" not in err
+    assert not out.exists()
 
 
 def test_sample_bad_models(cli, tiny_model, tmp_path):

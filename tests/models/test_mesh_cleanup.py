@@ -216,21 +216,7 @@ def test_sample_writes_valid_glbs_within_the_face_budget(capsys, tiny_generator,
     assert_valid_glb([*paths, *every])
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--mesh-faces", "0"], "--mesh-faces 0"),
-        (["--mesh-faces", "-5"], "expected a face budget >= 1"),
-        (["--mesh-keep", "biggest"], "expected largest or all"),
-        (["--mesh-smooth", "-1"], "expected iterations >= 0"),
-    ],
-)
-def test_sample_refuses_bad_mesh_options(capsys, tiny_generator, tmp_path, args, message):
-    out = tmp_path / "samples"
-    code, stdout, err = _sample(capsys, "--model", str(tiny_generator), "--mesh", *args, "--out", str(out))
-    assert code == 2 and message in err, err
-    assert err.count("error") == 1 and "Traceback" not in err
-    assert not out.exists()
+# sample's bad mesh options: with its other bad flags in tests/cli/test_train_and_sample_cli.py
 
 
 def test_the_cli_default_smoothing_is_the_librarys():
