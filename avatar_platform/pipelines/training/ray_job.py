@@ -141,6 +141,19 @@ def resume_from_checkpoint(trainer, logger: RunLogger) -> None:
         logger.metrics({"resumed_from_step": trainer.step}, trainer.step)
 
 
+def start_worker(loop_config: dict, config_type: type, build_trainer: Callable) -> tuple:
+    """A Ray Train worker's (config, rank, logger, trainer): the loop's config as `config_type`,
+    and `build_trainer(config, device=, rank=, world_size=)` resumed from Ray Train's latest
+    checkpoint, if any."""
+    import ray.train.torch
+
+    config = config_type.model_validate(loop_config["config"])
+    rank, world, logger = worker_setup(loop_config)
+    trainer = build_trainer(config, device=ray.train.torch.get_device(), rank=rank, world_size=world)
+    resume_from_checkpoint(trainer, logger)
+    return config, rank, logger, trainer
+
+
 def due(step: int, every: int, last: bool) -> bool:
     """Every `every` steps and at the last step; `every` = 0: at the last step only."""
     return last or (every > 0 and step % every == 0)

@@ -7,23 +7,13 @@ from functools import partial
 
 from avatar_platform.pipelines.training.diffusion.config import DiffusionTrainingConfig
 from avatar_platform.pipelines.training.diffusion.trainer import DiffusionTrainer
-from avatar_platform.pipelines.training.ray_job import (
-    due,
-    report_checkpoint,
-    resume_from_checkpoint,
-    training_steps,
-    worker_setup,
-)
+from avatar_platform.pipelines.training.ray_job import due, report_checkpoint, start_worker, training_steps
 
 
 def train_diffusion_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker."""
-    import ray.train.torch
-
-    config = DiffusionTrainingConfig.model_validate(loop_config["config"])
-    rank, world, logger = worker_setup(loop_config)
-    trainer = DiffusionTrainer(config, loop_config["generator"], ray.train.torch.get_device(), rank, world)
-    resume_from_checkpoint(trainer, logger)
+    build = partial(DiffusionTrainer, generator_folder=loop_config["generator"])
+    config, rank, logger, trainer = start_worker(loop_config, DiffusionTrainingConfig, build)
     held_out = trainer.held_out() if rank == 0 and config.eval_pairs else None
     evaluation: dict[str, float] = {}
     grid = None  # input | avatar front, left, back, right, for held-out inputs

@@ -15,13 +15,7 @@ from avatar_platform.formats.model_folder import BEST_FOLDER, read_metrics, repl
 from avatar_platform.pipelines.training.fid_tracker import FidTracker
 from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
 from avatar_platform.pipelines.training.gan.trainer import GanTrainer
-from avatar_platform.pipelines.training.ray_job import (
-    due,
-    report_checkpoint,
-    resume_from_checkpoint,
-    training_steps,
-    worker_setup,
-)
+from avatar_platform.pipelines.training.ray_job import due, report_checkpoint, start_worker, training_steps
 
 SAMPLE_SEEDS = (0, 1, 2, 3)
 
@@ -52,14 +46,10 @@ class BestModel:
 def train_gan_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker."""
     import ray.train
-    import ray.train.torch
 
     from avatar_platform.pipelines.rendering import view_grid
 
-    config = GanTrainingConfig.model_validate(loop_config["config"])
-    rank, world, logger = worker_setup(loop_config)
-    trainer = GanTrainer(config, ray.train.torch.get_device(), rank, world)
-    resume_from_checkpoint(trainer, logger)
+    config, rank, logger, trainer = start_worker(loop_config, GanTrainingConfig, GanTrainer)
     if trainer.step == 0 and loop_config.get("init"):  # not when a checkpoint continues the run
         from avatar_platform.pipelines.training.gan.init import load_init
 

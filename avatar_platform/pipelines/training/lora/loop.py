@@ -8,24 +8,17 @@ from functools import partial
 from avatar_platform.pipelines.training.lora.config import LoraTrainingConfig
 from avatar_platform.pipelines.training.lora.data import load_training_images
 from avatar_platform.pipelines.training.lora.trainer import LoraTrainer
-from avatar_platform.pipelines.training.ray_job import (
-    due,
-    report_checkpoint,
-    resume_from_checkpoint,
-    training_steps,
-    worker_setup,
-)
+from avatar_platform.pipelines.training.ray_job import due, report_checkpoint, start_worker, training_steps
 
 
 def train_lora_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker."""
-    import ray.train.torch
 
-    config = LoraTrainingConfig.model_validate(loop_config["config"])
-    rank, world, logger = worker_setup(loop_config)
-    images = load_training_images(loop_config["images"], config.token, config.resolution)
-    trainer = LoraTrainer(config, images, ray.train.torch.get_device(), rank, world)
-    resume_from_checkpoint(trainer, logger)
+    def build(config: LoraTrainingConfig, **placement) -> LoraTrainer:  # each worker reads the pictures
+        images = load_training_images(loop_config["images"], config.token, config.resolution)
+        return LoraTrainer(config, images, **placement)
+
+    config, rank, logger, trainer = start_worker(loop_config, LoraTrainingConfig, build)
     grid = None  # the fixed-seed samples, kept in every checkpoint after they are made
     for step, metrics, last in training_steps(
         trainer, config.steps, config.log_every, loop_config, rank, logger
