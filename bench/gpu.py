@@ -21,6 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# the paper preset's image encoder, CLIP ViT-L/14, at its sizes with random weights
+CLIP_VIT_L14 = dict(width=1024, layers=24, heads=16, image_size=224, patch_size=14, embed_dim=768)
+
 
 def _emit(**record) -> None:
     print(json.dumps(record), flush=True)
@@ -176,16 +179,7 @@ def diffusion(device_name: str, presets: tuple[str, ...] = ("demo", "paper")) ->
             TriPlaneGenerator(gan.generator).save_pretrained(folder / "g", "generator_ema")
             overrides: dict = {"w_stats_samples": 256, "pair_pool": 0}
             if preset == "paper":
-                # CLIP ViT-L/14's sizes
-                clip = build_random_clip_vision(
-                    folder / "clip",
-                    width=1024,
-                    layers=24,
-                    heads=16,
-                    image_size=224,
-                    patch_size=14,
-                    embed_dim=768,
-                )
+                clip = build_random_clip_vision(folder / "clip", **CLIP_VIT_L14)
                 overrides["encoder"] = {"clip_model": clip}
                 overrides["batch_size"] = 32  # per GPU: the preset is 256 over 8 GPUs
             config = resolve_config(DiffusionTrainingConfig, "diffusion", preset, overrides=overrides)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class AvatarPlatformError(Exception):
     """A problem the user can fix: what was wrong, what was expected, and how to fix it."""
@@ -23,6 +29,15 @@ class AvatarPlatformError(Exception):
 
     def __reduce__(self):  # survives pickling through Ray
         return (type(self), (self.what, self.expected, self.fix))
+
+
+def read_user_file(path: Path, what: str, *, expected: str, fix: str, parse: Callable[[str], T] = str) -> T:
+    """`parse` of the UTF-8 text of a file the user supplied (a caption, a JSON description); a
+    file that cannot be read or parsed is one error: "<what> '<path>' could not be read (why)"."""
+    try:
+        return parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSON errors are ValueErrors
+        raise AvatarPlatformError(f"{what} '{path}' could not be read ({err})", expected, fix) from None
 
 
 def caused_by_interrupt(err: BaseException) -> bool:

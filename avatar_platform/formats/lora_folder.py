@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.core.errors import AvatarPlatformError, read_user_file
 from avatar_platform.core.hub import model_source
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' name, found by load_lora_weights
@@ -54,12 +54,11 @@ def lora_meta(lora: str) -> dict:
     meta_file = (path if path.is_dir() else path.parent) / LORA_META
     if not meta_file.is_file():
         return {}
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, ValueError) as err:
-        raise AvatarPlatformError(
-            f"the LoRA description '{meta_file}' could not be read ({err})",
-            expected="the lora.json that `avatar-platform train lora` writes",
-            fix="copy it again from the training output, or delete it to keep the style text",
-        ) from None
+    meta = read_user_file(
+        meta_file,
+        "the LoRA description",
+        expected="the lora.json that `avatar-platform train lora` writes",
+        fix="copy it again from the training output, or delete it to keep the style text",
+        parse=json.loads,
+    )
     return meta if isinstance(meta, dict) else {}

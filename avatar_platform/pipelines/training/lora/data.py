@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from avatar_platform.core.errors import AvatarPlatformError
+from avatar_platform.core.errors import AvatarPlatformError, read_user_file
 from avatar_platform.formats.pictures import image_tensor, load_image
 from avatar_platform.pipelines.training.lora.config import LoraAugmentationConfig
 
@@ -66,14 +66,13 @@ def read_caption(image: Path, token: str) -> str:
     text_file = image.with_suffix(".txt")
     caption = ""
     if text_file.is_file():
-        try:
-            caption = " ".join(text_file.read_text(encoding="utf-8").split())
-        except (OSError, UnicodeDecodeError) as err:
-            raise AvatarPlatformError(
-                f"the caption file '{text_file}' could not be read ({err})",
-                expected="a UTF-8 text file with one caption",
-                fix="save the caption as UTF-8 text, or delete the file to use the default",
-            ) from None
+        text = read_user_file(
+            text_file,
+            "the caption file",
+            expected="a UTF-8 text file with one caption",
+            fix="save the caption as UTF-8 text, or delete the file to use the default",
+        )
+        caption = " ".join(text.split())
     if not caption:
         return default_caption(token)
     return caption if token in caption else f"{token}, {caption}"
