@@ -54,10 +54,13 @@ def load_rows(data: Path, resolution: int):
 
 
 def evaluate(generator, rows: dict, card: dict) -> dict:
-    """The library's metrics (`avatar-platform eval`), without the bookkeeping keys."""
+    """The library's metrics (`avatar-platform eval`, view accuracy by the shipped view
+    classifier included), without the bookkeeping keys."""
+    from avatar_platform.pipelines.evaluation import view_classifier
     from avatar_platform.pipelines.evaluation.report import evaluate as evaluate_model
 
-    scores = evaluate_model(generator, rows, card)
+    classifier = view_classifier.load(None)[0]
+    scores = evaluate_model(generator, rows, card, view_classifier=classifier)
     return {k: v for k, v in scores.items() if k not in ("absent", "samples")}
 
 

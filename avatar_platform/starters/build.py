@@ -21,7 +21,16 @@ from avatar_platform.core.errors import AvatarPlatformError
 from avatar_platform.formats.model_folder import GAN_NETWORKS, is_pickle, replace_folder
 
 MAX_BYTES = 25 * 2**20  # a starter travels in the repository and in every installation
-METRIC_KEYS = ("fid", "kid", "geometry", "silhouette_iou", "largest_share", "border_faces")
+METRIC_KEYS = (
+    "fid",
+    "kid",
+    "geometry",
+    "silhouette_iou",
+    "largest_share",
+    "border_faces",
+    "view_accuracy",
+    "view_accuracy_front",
+)
 
 
 def build_starter(
