@@ -31,6 +31,7 @@ URI, `starter:demo`), with the same metrics, one JSON object each (and OUT/views
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -53,14 +54,20 @@ def load_rows(data: Path, resolution: int):
     return load(data, resolution)
 
 
+@functools.cache
+def shipped_view_classifier():
+    """The package's view classifier, loaded once for every arm and evaluation point."""
+    from avatar_platform.pipelines.evaluation import view_classifier
+
+    return view_classifier.load(None)[0]
+
+
 def evaluate(generator, rows: dict, card: dict) -> dict:
     """The library's metrics (`avatar-platform eval`, view accuracy by the shipped view
     classifier included), without the bookkeeping keys."""
-    from avatar_platform.pipelines.evaluation import view_classifier
     from avatar_platform.pipelines.evaluation.report import evaluate as evaluate_model
 
-    classifier = view_classifier.load(None)[0]
-    scores = evaluate_model(generator, rows, card, view_classifier=classifier)
+    scores = evaluate_model(generator, rows, card, view_classifier=shipped_view_classifier())
     return {k: v for k, v in scores.items() if k not in ("absent", "samples")}
 
 
