@@ -22,9 +22,11 @@ def _cameras(yaws=(0.0, 90.0, 180.0)) -> torch.Tensor:
     return torch.tensor(np.stack([camera_from_angles(y, 0.0, CameraConfig()) for y in yaws])).float()
 
 
-def _generator(background: str = "stylegan2", seed: int = 0) -> TriPlaneGenerator:
+def _generator(background: str = "stylegan2", seed: int = 0, sr_input: str = "volume") -> TriPlaneGenerator:
     torch.manual_seed(seed)
-    return TriPlaneGenerator(TINY.generator.model_copy(update={"background": background}))
+    return TriPlaneGenerator(
+        TINY.generator.model_copy(update={"background": background, "sr_input": sr_input})
+    )
 
 
 def _render(generator: TriPlaneGenerator, seed: int = 1) -> dict:
@@ -51,12 +53,14 @@ def test_background_outputs_and_shapes():
     assert "background" not in _render(_generator("none"))
 
 
-def test_an_empty_volume_shows_only_the_background():
-    generator = _generator()
+@pytest.mark.parametrize("sr_input", ["volume", "composite"])
+def test_an_empty_volume_shows_only_the_background(sr_input):
+    generator = _generator(sr_input=sr_input)
     _density_bias(generator, -1e4)
     out = _render(generator)
     assert out["opacity"].abs().max() < 1e-6
-    torch.testing.assert_close(out["image"], out["background"], atol=1e-5, rtol=0)
+    if sr_input == "volume":  # composite: the super-resolution redraws the backdrop it is given
+        torch.testing.assert_close(out["image"], out["background"], atol=1e-5, rtol=0)
     # the raw image is exactly the background network's output at the raw resolution
     cams = _cameras()
     z = torch.randn(len(cams), TINY.generator.z_dim, generator=torch.Generator().manual_seed(1))
@@ -66,8 +70,9 @@ def test_an_empty_volume_shows_only_the_background():
     torch.testing.assert_close(out["image_raw"], own, atol=1e-5, rtol=0)
 
 
-def test_a_fully_opaque_volume_shows_no_background():
-    generator = _generator()
+@pytest.mark.parametrize("sr_input", ["volume", "composite"])
+def test_a_fully_opaque_volume_shows_no_background(sr_input):
+    generator = _generator(sr_input=sr_input)
     _density_bias(generator, 1e4)
     first = _render(generator)
     assert torch.allclose(first["opacity"], torch.ones_like(first["opacity"]), atol=1e-5)
@@ -78,6 +83,35 @@ def test_a_fully_opaque_volume_shows_no_background():
     assert not torch.allclose(first["background"], second["background"])
     torch.testing.assert_close(first["image"], second["image"], atol=1e-5, rtol=0)
     torch.testing.assert_close(first["image_raw"], second["image_raw"], atol=1e-5, rtol=0)
+
+
+def _identity_superresolution(generator: TriPlaneGenerator) -> None:
+    """Make the super-resolution a plain ×2 bilinear upsampler of the picture it is given."""
+    with torch.no_grad():
+        for block in generator.superresolution.blocks:
+            block.torgb.conv.weight.zero_()
+            block.torgb.conv.bias.zero_()
+
+
+def test_composite_order_super_resolves_the_true_blend_without_a_dark_fringe():
+    # a half-transparent volume everywhere (α ≈ 0.49), and a super-resolution that only upsamples:
+    # the picture must be the true blend α·colour + (1 − α)·background, upscaled
+    volume = _generator()
+    composite = TriPlaneGenerator(volume.config.model_copy(update={"sr_input": "composite"}))
+    composite.load_state_dict(volume.state_dict())
+    for generator in (volume, composite):
+        _density_bias(generator, 1.0)
+        _identity_superresolution(generator)
+    old, new = _render(volume), _render(composite)
+    alpha = new["opacity"]
+    assert alpha.min() > 0.3 and alpha.max() < 0.7
+    # both orders blend the same raw picture (one divides the opacity out, the other needs not)
+    torch.testing.assert_close(new["image_raw"], old["image_raw"], atol=1e-4, rtol=0)
+    size = TINY.generator.img_resolution
+    upscaled = torch.nn.functional.interpolate(new["image_raw"], size=(size, size), mode="bilinear")
+    torch.testing.assert_close(new["image"], upscaled, atol=1e-5, rtol=0)
+    # the volume order dims the premultiplied colour a second time: 2·α·c·(1 − α) darker
+    assert (old["image"] - new["image"]).mean() < -0.05
 
 
 def test_a_generator_saved_before_backgrounds_loads_as_none(tmp_path):

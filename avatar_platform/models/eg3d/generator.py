@@ -55,6 +55,14 @@ class GeneratorConfig(StrictConfig):
     background_resolution: int = Field(32, ge=4, description="background network output side")
     background_channel_base: int = Field(1024, ge=16, description="background channel base")
     background_channel_max: int = Field(64, ge=4, description="background channel cap")
+    sr_input: Literal["volume", "composite"] = Field(
+        "volume",
+        description="with a background, what the super-resolution sees. volume: the volume's own "
+        "render, with the background composited after it at both resolutions (a dark fringe "
+        "at the silhouette, where the premultiplied colour is dimmed twice); composite: the "
+        "background composited at the neural-rendering resolution first, then the whole "
+        "picture super-resolved (PanoHead's order)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> GeneratorConfig:
@@ -172,21 +180,29 @@ class TriPlaneGenerator(nn.Module):
             raw_rgb = feature_image[:, :3] * 2 - 1
             image = self.superresolution(raw_rgb, feature_image, ws[:, -1])
             return {"image": image, "image_raw": raw_rgb, **out}
-        # The super-resolution sees the volume's own (premultiplied) render and learns the avatar's
-        # colour from it; the background is composited at both resolutions by the opacity, which
-        # is exact at α = 0 (only the background) and α = 1 (none of it). Dividing the opacity out
-        # instead amplified the faint fog at the silhouette into coloured fringes.
-        raw_rgb = feature_image[:, :3] * 2 - 1
-        colour_rgb = feature_image[:, :3] / opacity.detach().clamp_min(1e-3) * 2 - 1
         background = self.background(ws[:, -1])
         size = cfg.img_resolution
+        out["background"] = resize(background, size)
+        if cfg.sr_input == "composite":
+            # The render is premultiplied (Σ wᵢ cᵢ, with opacity Σ wᵢ), so compositing over the
+            # background needs no division: α·(2c − 1) + (1 − α)·bg = 2·Σ wᵢ cᵢ − α + (1 − α)·bg.
+            # The super-resolution then sees the whole picture, backdrop included, colour first.
+            composited = feature_image[:, :3] * 2 - opacity + (1 - opacity) * resize(background, res)
+            features = torch.cat([composited, feature_image[:, 3:]], dim=1)
+            out["image_raw"] = composited
+            out["image"] = self.superresolution(composited, features, ws[:, -1])
+            return out
+        # volume: the super-resolution sees the volume's own (premultiplied) render and learns the
+        # avatar's colour from it; the background is composited at both resolutions by the
+        # opacity, which is exact at α = 0 (only the background) and α = 1 (none of it).
+        # Dividing the opacity out instead amplified the faint fog at the silhouette into
+        # coloured fringes.
+        raw_rgb = feature_image[:, :3] * 2 - 1
+        colour_rgb = feature_image[:, :3] / opacity.detach().clamp_min(1e-3) * 2 - 1
         out["image_raw"] = composite_over(colour_rgb.clamp(-1.002, 1.002), opacity, resize(background, res))
         out["image"] = composite_over(
-            self.superresolution(raw_rgb, feature_image, ws[:, -1]),
-            resize(opacity, size),
-            resize(background, size),
+            self.superresolution(raw_rgb, feature_image, ws[:, -1]), resize(opacity, size), out["background"]
         )
-        out["background"] = resize(background, size)
         return out
 
     def forward(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0, **render) -> dict:
