@@ -23,7 +23,8 @@ JSON object per (arm, point) and appends it to OUT/results.jsonl. Usage:
     .venv/bin/python bench/fidelity.py --data .avatar/demo/dataset --steps 100,200,300
 
 `--models NAME=SPEC,…` evaluates trained models instead (any `--model` value: a folder, an MLflow
-URI, `starter:demo`), with the same metrics, one JSON object each (and OUT/views-NAME.png):
+URI, `starter:demo`), with the same metrics, one JSON object each (and OUT/views-NAME.png; all
+of them side by side, captioned, in OUT/views.png):
     .venv/bin/python bench/fidelity.py --data .avatar/demo/dataset \
         --models starter=starter:demo,demo=.avatar/demo/gan --out .avatar/bench/models
 """
@@ -71,13 +72,39 @@ def evaluate(generator, rows: dict, card: dict) -> dict:
     return {k: v for k, v in scores.items() if k not in ("absent", "samples")}
 
 
-def write_views(generator, path: Path) -> None:
-    """Rows = seeds 0–3, columns = front, left, back, right (ψ = 0.7)."""
+def write_views(generator, path: Path) -> np.ndarray:
+    """Rows = seeds 0–3, columns = front, left, back, right (ψ = 0.7); returns the grid."""
     from avatar_platform.pipelines.evaluation.report import EVAL_SEEDS, EVAL_YAWS, TRUNCATION
     from avatar_platform.pipelines.inference.sampling import multiview_grid, write_png, ws_for_seed
 
     avatars = [ws_for_seed(generator, seed, TRUNCATION) for seed in EVAL_SEEDS]
-    write_png(multiview_grid(generator, avatars, len(EVAL_YAWS)), path)
+    grid = multiview_grid(generator, avatars, len(EVAL_YAWS))
+    write_png(grid, path)
+    return grid
+
+
+def write_side_by_side(panels: list[tuple[str, np.ndarray]], path: Path, width: int = 512) -> None:
+    """The models' view grids side by side, each scaled to `width` pixels, its caption above."""
+    from PIL import Image, ImageDraw
+
+    scaled = [
+        (
+            caption,
+            Image.fromarray(grid).resize((width, width * grid.shape[0] // grid.shape[1]), Image.NEAREST),
+        )
+        for caption, grid in panels
+    ]
+    gap, caption_h = 8, 20
+    page = Image.new(
+        "RGB",
+        (len(scaled) * (width + gap) - gap, caption_h + max(image.height for _, image in scaled)),
+        "white",
+    )
+    draw = ImageDraw.Draw(page)
+    for i, (caption, image) in enumerate(scaled):
+        page.paste(image, (i * (width + gap), caption_h))
+        draw.text((i * (width + gap) + 4, 4), caption, fill="black")
+    page.save(path)
 
 
 def add_variant(text: str) -> str:
@@ -140,13 +167,15 @@ def evaluate_models(args) -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, CPU only"
+    panels = []
     for item in args.models.split(","):
         name, _, spec = item.partition("=")
         generator = load_generator(spec)
         rows, card = load_rows(args.data, generator.config.img_resolution)
         start = time.perf_counter()
-        write_views(generator, args.out / f"views-{name}.png")
+        grid = write_views(generator, args.out / f"views-{name}.png")
         config = json.loads((resolve_model_folder(spec) / "config.json").read_text())
+        panels.append((f"{name} (step {config.get('step')})", grid))
         record = {
             "model": name,
             "spec": spec,
@@ -160,6 +189,7 @@ def evaluate_models(args) -> None:
         print(json.dumps(record), flush=True)
         with (args.out / "models.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
+    write_side_by_side(panels, args.out / "views.png")
 
 
 def main() -> None:
