@@ -138,6 +138,24 @@ def test_one_train_step_moves_g_d_and_g_ema(mask_channel):
     assert "loss/r1" in metrics  # step 0 is an R1 step (r1_interval 2)
 
 
+@pytest.mark.parametrize("mask_resolution", ["image", "raw"])
+def test_real_masks_at_the_raw_resolution_are_as_soft_as_the_generators_opacity(mask_resolution):
+    # the generator renders its opacity at the neural-rendering resolution, so D sees it with
+    # soft edges; `raw` brings the dataset's hard masks through the same resolution
+    config = _config(True, aug="off").model_copy(
+        update={"mask_resolution": mask_resolution, "blur_sigma": 0.0}
+    )
+    trainer = GanTrainer(config)
+    seen = []
+    trainer.D.register_forward_pre_hook(lambda module, args: seen.append(args[3].detach().clone()))
+    trainer.train_step(_batch())
+    hard = [m for m in seen if torch.all((m == 1) | (m == -1))]
+    if mask_resolution == "image":
+        assert hard  # the dataset's masks, as they are
+    else:
+        assert not hard and len(seen) >= 3  # G's step, then D's fake and real
+
+
 def test_the_mask_channel_without_masks_is_one_clear_error():
     trainer = GanTrainer(_config(True))
     with pytest.raises(ValueError, match="mask_channel is on but the batch has no 'mask'"):

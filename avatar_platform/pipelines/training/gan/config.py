@@ -73,6 +73,12 @@ class GanTrainingConfig(TrainingJobConfig):
         description="D judges the foreground mask: auto = when the dataset has masks (datasets "
         "written before masks train without), on = required, off = never",
     )
+    mask_resolution: Literal["image", "raw"] = Field(
+        "image",
+        description="the real masks D judges: image = the dataset's mask at D's resolution; raw = "
+        "first brought to the neural-rendering resolution, where the generator's opacity is "
+        "rendered, so that real and fake masks are equally sharp (as the real raw image is)",
+    )
     augment: AugmentConfig = Field(
         default_factory=AugmentConfig, description="D augmentation (translation, cutout, colour)"
     )

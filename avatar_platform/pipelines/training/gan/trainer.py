@@ -208,6 +208,9 @@ class GanTrainer:
 
         # -- D: real vs fake ------------------------------------------------------------------
         real_raw = downsample(real, gen.neural_rendering_resolution)
+        if real_mask is not None and cfg.mask_resolution == "raw":
+            # brought back up to D's resolution in _d_inputs, as the fake's opacity is
+            real_mask = downsample(real_mask, gen.neural_rendering_resolution)
         label_real = self._label(yaw, pitch, camera)
         detached = {k: torch.cat([f[k] for f in fakes]) for k in fakes[0]}
         r1_due = cfg.r1_gamma > 0 and self.step % cfg.r1_interval == 0
