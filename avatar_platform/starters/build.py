@@ -135,9 +135,9 @@ def render_markdown(card: dict) -> str:
             "| metric | " + " | ".join(names) + " |",
             "|---|" + "---|" * len(names),
         ]
-        for key in METRIC_KEYS:
-            if all(key in metrics[n] for n in names):
-                lines.append(f"| {key} | " + " | ".join(_fmt(metrics[n][key]) for n in names) + " |")
+        for key in METRIC_KEYS:  # a model measured before a metric existed shows "—" there
+            if any(key in metrics[n] for n in names):
+                lines.append(f"| {key} | " + " | ".join(_fmt(metrics[n].get(key, "—")) for n in names) + " |")
     for extra in card.get("notes", []):
         lines += ["", extra]
     return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"

@@ -19,7 +19,7 @@ from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_ang
 from avatar_platform.pipelines.training.gan.config import GanTrainingConfig, with_dataset_masks
 from avatar_platform.pipelines.training.gan.init import check_init
 from avatar_platform.pipelines.training.gan.trainer import GanTrainer
-from avatar_platform.starters.build import build_starter
+from avatar_platform.starters.build import build_starter, render_markdown
 
 TINY = resolve_config(GanTrainingConfig, "gan", "tiny")
 CARD = {"commands": ["avatar-platform train gan --preset tiny ..."], "training": {"steps": 1}}
@@ -121,6 +121,15 @@ def test_sample_and_train_init_accept_a_starter_by_name(shelf, capsys, tmp_path)
         ["train", "gan", "--preset", "tiny", "--data", str(tmp_path), "--init", "starter:mini", "--dry-run"]
     )
     assert code == 0 and json.loads(capsys.readouterr().out)["init"] == "starter:mini"
+
+
+def test_the_card_marks_a_metric_a_model_was_not_measured_on():
+    # an older model's numbers come from before view accuracy existed: its cell says so
+    metrics = {"new": {"fid": 1.25, "view_accuracy": 0.5}, "old": {"fid": 2.5}}
+    text = render_markdown({"name": "mini", "files": {}, "metrics": metrics})
+    assert "| fid | 1.25 | 2.5 |" in text
+    assert "| view_accuracy | 0.5 | — |" in text
+    assert "geometry" not in text  # measured on neither: no row
 
 
 def test_a_build_that_cannot_finish_leaves_the_old_starter(shelf, tmp_path, trained, monkeypatch):
