@@ -52,9 +52,6 @@ class GeneratorConfig(StrictConfig):
         "renders it and the volume is composited over it (PanoHead), so the volume holds only "
         "the avatar",
     )
-    background_resolution: int = Field(32, ge=4, description="background network output side")
-    background_channel_base: int = Field(1024, ge=16, description="background channel base")
-    background_channel_max: int = Field(64, ge=4, description="background channel cap")
     sr_input: Literal["volume", "composite"] = Field(
         "volume",
         description="with a background, what the super-resolution sees. volume: the volume's own "
@@ -63,6 +60,9 @@ class GeneratorConfig(StrictConfig):
         "background composited at the neural-rendering resolution first, then the whole "
         "picture super-resolved (PanoHead's order)",
     )
+    background_resolution: int = Field(32, ge=4, description="background network output side")
+    background_channel_base: int = Field(1024, ge=16, description="background channel base")
+    background_channel_max: int = Field(64, ge=4, description="background channel cap")
 
     @model_validator(mode="after")
     def _consistent(self) -> GeneratorConfig:
