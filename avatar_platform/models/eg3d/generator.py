@@ -55,8 +55,8 @@ class GeneratorConfig(StrictConfig):
     sr_input: Literal["volume", "composite"] = Field(
         "volume",
         description="with a background, what the super-resolution sees. volume: the volume's own "
-        "render, with the background composited after it at both resolutions (a dark fringe "
-        "at the silhouette, where the premultiplied colour is dimmed twice); composite: the "
+        "render, with the background composited after it at both resolutions (where the "
+        "opacity is partial the premultiplied colour is dimmed twice); composite: the "
         "background composited at the neural-rendering resolution first, then the whole "
         "picture super-resolved (PanoHead's order)",
     )
