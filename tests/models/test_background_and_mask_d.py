@@ -53,7 +53,7 @@ def test_background_outputs_and_shapes():
     assert "background" not in _render(_generator("none"))
 
 
-@pytest.mark.parametrize("sr_input", ["volume", "composite"])
+@pytest.mark.parametrize("sr_input", ["volume", "composite", "features"])
 def test_an_empty_volume_shows_only_the_background(sr_input):
     generator = _generator(sr_input=sr_input)
     _density_bias(generator, -1e4)
@@ -67,10 +67,43 @@ def test_an_empty_volume_shows_only_the_background(sr_input):
     with torch.no_grad():
         ws = generator.map(z, cams)
         own = resize(generator.background(ws[:, -1]), TINY.generator.neural_rendering_resolution)
-    torch.testing.assert_close(out["image_raw"], own, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["image_raw"], own[:, :3], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("sr_input", ["volume", "composite"])
+def _superresolution_input(generator: TriPlaneGenerator) -> torch.Tensor:
+    """The feature image (B, C, r, r) the super-resolution is given for `_render`'s batch."""
+    seen = []
+    handle = generator.superresolution.register_forward_hook(lambda m, args, out: seen.append(args[1]))
+    try:
+        _render(generator)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def test_features_order_gives_the_super_resolution_the_backdrops_features_where_the_volume_is_empty():
+    # composite: the feature channels past colour are the volume's alone, so they step to zero at
+    # the silhouette; features: the background paints them too, and an empty volume shows exactly
+    # the backdrop's features in every channel
+    channels = TINY.generator.decoder_features
+    cams = _cameras()
+    z = torch.randn(len(cams), TINY.generator.z_dim, generator=torch.Generator().manual_seed(1))
+    seen = {}
+    for sr_input in ("composite", "features"):
+        generator = _generator(sr_input=sr_input)
+        _density_bias(generator, -1e4)
+        seen[sr_input] = _superresolution_input(generator)
+        assert seen[sr_input].shape[1] == channels
+    assert seen["composite"][:, 3:].abs().max() < 1e-6
+    with torch.no_grad():
+        backdrop = generator.background(generator.map(z, cams)[:, -1])
+    assert backdrop.shape[1] == channels
+    own = resize(backdrop, TINY.generator.neural_rendering_resolution)
+    torch.testing.assert_close(seen["features"], own, atol=1e-5, rtol=0)
+    assert seen["features"][:, 3:].abs().mean() > 1e-3
+
+
+@pytest.mark.parametrize("sr_input", ["volume", "composite", "features"])
 def test_a_fully_opaque_volume_shows_no_background(sr_input):
     generator = _generator(sr_input=sr_input)
     _density_bias(generator, 1e4)

@@ -15,11 +15,14 @@ from avatar_platform.models.eg3d.layers import SynthesisNetwork
 
 
 class BackgroundGenerator(nn.Module):
-    """w (B, w_dim) → background (B, 3, r, r) in [-1, 1]-ish (no camera: a backdrop is 2D)."""
+    """w (B, w_dim) → background (B, channels, r, r) in [-1, 1]-ish (no camera: a backdrop is 2D).
 
-    def __init__(self, w_dim: int, resolution: int, channel_base: int, channel_max: int):
+    The first 3 channels are the backdrop's colour; more channels paint the backdrop's features
+    for the super-resolution too (PanoHead's background has as many channels as the render)."""
+
+    def __init__(self, w_dim: int, resolution: int, channel_base: int, channel_max: int, channels: int = 3):
         super().__init__()
-        self.synthesis = SynthesisNetwork(w_dim, resolution, 3, channel_base, channel_max)
+        self.synthesis = SynthesisNetwork(w_dim, resolution, channels, channel_base, channel_max)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         ws = w[:, None].expand(-1, self.synthesis.num_ws, -1)

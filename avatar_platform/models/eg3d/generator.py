@@ -52,13 +52,17 @@ class GeneratorConfig(StrictConfig):
         "renders it and the volume is composited over it (PanoHead), so the volume holds only "
         "the avatar",
     )
-    sr_input: Literal["volume", "composite"] = Field(
+    sr_input: Literal["volume", "composite", "features"] = Field(
         "volume",
         description="with a background, what the super-resolution sees. volume: the volume's own "
         "render, with the background composited after it at both resolutions (where the "
         "opacity is partial the premultiplied colour is dimmed twice); composite: the "
         "background composited at the neural-rendering resolution first, then the whole "
-        "picture super-resolved (PanoHead's order)",
+        "picture super-resolved (PanoHead's order), the feature channels still the volume's "
+        "alone (zero where it is empty); features: composite, and the background network "
+        "paints every feature channel too, composited the same way (PanoHead's background has "
+        "as many channels as the render), so no input of the super-resolution steps to zero "
+        "at the silhouette",
     )
     background_resolution: int = Field(32, ge=4, description="background network output side")
     background_channel_base: int = Field(1024, ge=16, description="background channel base")
@@ -104,6 +108,7 @@ class TriPlaneGenerator(nn.Module):
                 config.background_resolution,
                 config.background_channel_base,
                 config.background_channel_max,
+                config.decoder_features if config.sr_input == "features" else 3,
             )
             if config.background == "stylegan2"
             else None
@@ -182,15 +187,19 @@ class TriPlaneGenerator(nn.Module):
             return {"image": image, "image_raw": raw_rgb, **out}
         background = self.background(ws[:, -1])
         size = cfg.img_resolution
-        out["background"] = resize(background, size)
-        if cfg.sr_input == "composite":
+        out["background"] = resize(background[:, :3], size)
+        if cfg.sr_input in ("composite", "features"):
             # The render is premultiplied (Σ wᵢ cᵢ, with opacity Σ wᵢ), so compositing over the
             # background needs no division: α·(2c − 1) + (1 − α)·bg = 2·Σ wᵢ cᵢ − α + (1 − α)·bg.
-            # The super-resolution then sees the whole picture, backdrop included, colour first.
-            composited = feature_image[:, :3] * 2 - opacity + (1 - opacity) * resize(background, res)
-            features = torch.cat([composited, feature_image[:, 3:]], dim=1)
+            # The super-resolution then sees the whole picture, backdrop included, colour first;
+            # with `features` the other channels are composited over the backdrop's own features.
+            backdrop = resize(background, res)
+            composited = feature_image[:, :3] * 2 - opacity + (1 - opacity) * backdrop[:, :3]
+            rest = feature_image[:, 3:]
+            if cfg.sr_input == "features":
+                rest = rest + (1 - opacity) * backdrop[:, 3:]
             out["image_raw"] = composited
-            out["image"] = self.superresolution(composited, features, ws[:, -1])
+            out["image"] = self.superresolution(composited, torch.cat([composited, rest], dim=1), ws[:, -1])
             return out
         # volume: the super-resolution sees the volume's own (premultiplied) render and learns the
         # avatar's colour from it; the background is composited at both resolutions by the
