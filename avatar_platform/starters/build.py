@@ -30,6 +30,7 @@ METRIC_KEYS = (
     "border_faces",
     "view_accuracy",
     "view_accuracy_front",
+    "rim",
 )
 
 

@@ -7,6 +7,8 @@
   between each seed's mesh and the nearest template bust of the dataset), largest_share and
   border_faces of the raw mesh, outside_volume, and silhouette_iou (opacity vs the nearest bust's
   true silhouette, front / left / back / right);
+- rim (and rim_data, the dataset's own pictures): how far the picture overshoots its neural render
+  along the silhouette, the halo a person sees (evaluation.rim);
 - a metric that cannot be computed is listed under `absent`, with the reason, never as 0.
 
 The same function scores the starter models and `bench/fidelity.py`'s arms.
@@ -177,10 +179,13 @@ def evaluate(
         count = min(samples, len(rows["yaw"]))
         cams = torch.as_tensor(rows["camera"][:count])
         metrics.update(view_accuracy(generator, view_classifier, np.asarray(rows["yaw"][:count]), cams))
+    from avatar_platform.pipelines.evaluation.rim import rim_scores
+
+    metrics.update(rim_scores(generator, rows, samples))
     if "mask" in rows:
         metrics.update(colour_metrics(generator, rows, samples))
     else:
-        absent.update(dict.fromkeys(("colour_fd", "colour_spread"), "the dataset has no masks"))
+        absent.update(dict.fromkeys(("colour_fd", "colour_spread", "rim_data"), "the dataset has no masks"))
     reason = geometry_absent_reason(card)
     if reason is None:
         metrics.update(geometry_scores(generator, card))
