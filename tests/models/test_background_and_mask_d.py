@@ -10,7 +10,7 @@ import torch
 
 from avatar_platform.core.config import resolve_config
 from avatar_platform.models.discriminator import DualDiscriminator
-from avatar_platform.models.eg3d.background import resize
+from avatar_platform.models.eg3d.background import pull_push_extend, resize
 from avatar_platform.models.eg3d.generator import TriPlaneGenerator
 from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_angles
 from avatar_platform.pipelines.training.gan.config import GanTrainingConfig
@@ -53,7 +53,7 @@ def test_background_outputs_and_shapes():
     assert "background" not in _render(_generator("none"))
 
 
-@pytest.mark.parametrize("sr_input", ["volume", "composite", "features"])
+@pytest.mark.parametrize("sr_input", ["volume", "composite", "features", "extended"])
 def test_an_empty_volume_shows_only_the_background(sr_input):
     generator = _generator(sr_input=sr_input)
     _density_bias(generator, -1e4)
@@ -103,7 +103,7 @@ def test_features_order_gives_the_super_resolution_the_backdrops_features_where_
     assert seen["features"][:, 3:].abs().mean() > 1e-3
 
 
-@pytest.mark.parametrize("sr_input", ["volume", "composite", "features"])
+@pytest.mark.parametrize("sr_input", ["volume", "composite", "features", "extended"])
 def test_a_fully_opaque_volume_shows_no_background(sr_input):
     generator = _generator(sr_input=sr_input)
     _density_bias(generator, 1e4)
@@ -124,6 +124,40 @@ def _identity_superresolution(generator: TriPlaneGenerator) -> None:
         for block in generator.superresolution.blocks:
             block.torgb.conv.weight.zero_()
             block.torgb.conv.bias.zero_()
+
+
+def test_pull_push_extends_a_disc_of_one_colour_to_that_colour_everywhere():
+    size = 32
+    ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    alpha = ((((ys - 10) ** 2 + (xs - 20) ** 2) <= 36).float())[None, None]  # off-centre disc
+    colour = torch.tensor([0.2, 0.7, 0.9]).view(1, 3, 1, 1)
+    extension = pull_push_extend(colour * alpha, alpha)
+    torch.testing.assert_close(extension, colour.expand_as(extension), atol=1e-5, rtol=0)
+    extended = colour * alpha + (1 - alpha) * extension  # no step at the silhouette
+    torch.testing.assert_close(extended, colour.expand_as(extended), atol=1e-5, rtol=0)
+    # two colours: far from both, a blend; beside each disc, mostly its own colour
+    other = ((((ys - 25) ** 2 + (xs - 5) ** 2) <= 9).float())[None, None]
+    second = torch.tensor([0.9, 0.1, 0.1]).view(1, 3, 1, 1)
+    both = pull_push_extend(colour * alpha + second * other, alpha + other)
+    assert (both[0, 1, 10, 27] - colour[0, 1, 0, 0]).abs() < (both[0, 1, 10, 27] - second[0, 1, 0, 0]).abs()
+    assert (both[0, 0, 25, 9] - second[0, 0, 0, 0]).abs() < (both[0, 0, 25, 9] - colour[0, 0, 0, 0]).abs()
+    assert pull_push_extend(torch.zeros(1, 3, size, size), torch.zeros(1, 1, size, size)).abs().max() == 0
+
+
+def test_extended_order_unpremultiplies_a_half_transparent_volume_for_the_super_resolution():
+    # α ≈ 0.49 everywhere: composite hands the SR the premultiplied features (α·f), extended
+    # composites them over their own extension, i.e. the features themselves (no dimming, no step)
+    seen = {}
+    for sr_input in ("composite", "extended"):
+        generator = _generator(sr_input=sr_input)
+        _density_bias(generator, 1.0)
+        seen[sr_input] = _superresolution_input(generator)
+        opacity = _render(generator)["opacity"]
+        assert opacity.min() > 0.3 and opacity.max() < 0.7
+    torch.testing.assert_close(seen["extended"][:, :3], seen["composite"][:, :3])
+    ratio = seen["extended"][:, 3:] / seen["composite"][:, 3:].clamp_min(1e-6)
+    assert ratio.mean() > 1.5  # the dimming by α ≈ 0.49 is undone (about ×2) ...
+    assert (seen["extended"][:, 3:] <= 1.0 + 1e-3).all()  # ... into the decoder's [0, 1] range
 
 
 def test_composite_order_super_resolves_the_true_blend_without_a_dark_fringe():

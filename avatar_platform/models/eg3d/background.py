@@ -36,6 +36,23 @@ def resize(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def pull_push_extend(premultiplied: torch.Tensor, opacity: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
+    """A smooth extension of a premultiplied render (B, C, r, r) with opacity (B, 1, r, r) into
+    where it is empty: each pixel's colour is the opacity-weighted mean of the render around it,
+    from ever coarser levels of a ×2 pyramid (pull), brought back up bilinearly (push). Returns
+    the coarse estimate (B, C, r, r), unpremultiplied; composite `premultiplied + (1 − α)·it`
+    to extend the render without a step at its silhouette. An empty render extends to 0."""
+    size = premultiplied.shape[-1]
+    if size <= 1:
+        return premultiplied / opacity.clamp_min(floor)
+    pooled, weight = F.avg_pool2d(premultiplied, 2, ceil_mode=True), F.avg_pool2d(opacity, 2, ceil_mode=True)
+    colour = pooled / weight.clamp_min(floor)
+    coarse = pull_push_extend(pooled, weight, floor)
+    # fill the coarse level the same way before bringing it up: its own colour where it is opaque
+    filled = weight * colour + (1 - weight) * coarse
+    return F.interpolate(filled, size=(size, size), mode="bilinear", align_corners=False)
+
+
 def composite_over(foreground: torch.Tensor, opacity: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
     """opacity · foreground + (1 − opacity) · background, every input at the same resolution.
 

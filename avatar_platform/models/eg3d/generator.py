@@ -12,7 +12,12 @@ from torch import nn
 
 from avatar_platform.core.config import StrictConfig
 from avatar_platform.models.checkpoint import load_module, save_module
-from avatar_platform.models.eg3d.background import BackgroundGenerator, composite_over, resize
+from avatar_platform.models.eg3d.background import (
+    BackgroundGenerator,
+    composite_over,
+    pull_push_extend,
+    resize,
+)
 from avatar_platform.models.eg3d.decoder import TriPlaneDecoder
 from avatar_platform.models.eg3d.layers import SynthesisNetwork
 from avatar_platform.models.eg3d.mapping import MappingNetwork
@@ -52,7 +57,7 @@ class GeneratorConfig(StrictConfig):
         "renders it and the volume is composited over it (PanoHead), so the volume holds only "
         "the avatar",
     )
-    sr_input: Literal["volume", "composite", "features"] = Field(
+    sr_input: Literal["volume", "composite", "features", "extended"] = Field(
         "volume",
         description="with a background, what the super-resolution sees. volume: the volume's own "
         "render, with the background composited after it at both resolutions (where the "
@@ -61,8 +66,11 @@ class GeneratorConfig(StrictConfig):
         "picture super-resolved (PanoHead's order), the feature channels still the volume's "
         "alone (zero where it is empty); features: composite, and the background network "
         "paints every feature channel too, composited the same way (PanoHead's background has "
-        "as many channels as the render), so no input of the super-resolution steps to zero "
-        "at the silhouette",
+        "as many channels as the render; on the demo preset it painted a 2D ghost of the head "
+        "there, BENCHMARKS.md); extended: composite, with the feature channels past colour "
+        "composited over a smooth extension of the avatar's own (pull-push from its opaque "
+        "pixels), so they do not step to zero at the silhouette and the background stays colour "
+        "alone",
     )
     background_resolution: int = Field(32, ge=4, description="background network output side")
     background_channel_base: int = Field(1024, ge=16, description="background channel base")
@@ -188,16 +196,19 @@ class TriPlaneGenerator(nn.Module):
         background = self.background(ws[:, -1])
         size = cfg.img_resolution
         out["background"] = resize(background[:, :3], size)
-        if cfg.sr_input in ("composite", "features"):
+        if cfg.sr_input in ("composite", "features", "extended"):
             # The render is premultiplied (Σ wᵢ cᵢ, with opacity Σ wᵢ), so compositing over the
             # background needs no division: α·(2c − 1) + (1 − α)·bg = 2·Σ wᵢ cᵢ − α + (1 − α)·bg.
             # The super-resolution then sees the whole picture, backdrop included, colour first;
-            # with `features` the other channels are composited over the backdrop's own features.
+            # with `features` the other channels are composited over the backdrop's own features,
+            # with `extended` over a smooth extension of the avatar's.
             backdrop = resize(background, res)
             composited = feature_image[:, :3] * 2 - opacity + (1 - opacity) * backdrop[:, :3]
             rest = feature_image[:, 3:]
             if cfg.sr_input == "features":
                 rest = rest + (1 - opacity) * backdrop[:, 3:]
+            elif cfg.sr_input == "extended":
+                rest = rest + (1 - opacity) * pull_push_extend(rest, opacity)
             out["image_raw"] = composited
             out["image"] = self.superresolution(composited, torch.cat([composited, rest], dim=1), ws[:, -1])
             return out
