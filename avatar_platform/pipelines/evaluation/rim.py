@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-OPAQUE = 0.5
+from avatar_platform.pipelines.evaluation.colour import OPAQUE
+
 NEIGHBOURHOOD = 5
 
 

@@ -39,7 +39,8 @@ def test_eval_scores_a_model_on_procedural_data_and_writes_its_report(
     for key in ("fid", "kid", *GEOMETRY):
         assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), key
     assert 0.0 <= metrics["silhouette_iou"] <= 1.0 and metrics["samples"] == 8
-    assert metrics["rim"] >= 0.0 and 0.0 <= metrics["rim_data"] < metrics["rim"] + 1.0
+    for key in ("rim", "rim_data"):  # the halo measure, for the renders and the data's pictures
+        assert math.isfinite(metrics[key]) and metrics[key] >= 0.0, key
     assert metrics["features"] == "random-cnn"  # no Inception weights on a test machine
     assert metrics["absent"] == {}  # view accuracy from the shipped view classifier
     assert 0.0 <= metrics["view_accuracy"] <= 1.0 and metrics["view_yaw_error_deg"] >= 0
