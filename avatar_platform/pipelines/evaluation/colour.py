@@ -12,7 +12,6 @@ Each picture is summarised by 6 numbers: the mean colour of its avatar and of it
 from __future__ import annotations
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 
 OPAQUE = 0.5
@@ -35,19 +34,15 @@ def colour_summary(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return out
 
 
-@torch.no_grad()
-def generated_colours(generator, cameras: torch.Tensor, seed: int = 0, batch: int = 16) -> np.ndarray:
-    """(N, 6) colour summaries of G's pictures at `cameras`, one random z each (the seeds that
-    fid.generated_features uses, so the two metrics judge the same pictures)."""
-    from avatar_platform.pipelines.evaluation.fid import generated_batches
-
-    out = []
-    for result in generated_batches(generator, cameras, seed, batch):
-        image = ((result["image"].clamp(-1, 1) + 1) / 2).cpu().numpy()
-        size = image.shape[-1]
-        opacity = F.interpolate(result["opacity"], size=(size, size), mode="bilinear", align_corners=False)
-        out.append(colour_summary(image, opacity[:, 0].cpu().numpy() > OPAQUE))
-    return np.concatenate(out)
+def result_colours(result: dict) -> np.ndarray:
+    """(B, 6) colour summaries of one batch of G's outputs: its pictures, split by its own
+    opacity (> 0.5) brought to the pictures' size."""
+    image = ((result["image"].float().clamp(-1, 1) + 1) / 2).cpu().numpy()
+    size = image.shape[-1]
+    opacity = F.interpolate(
+        result["opacity"].float(), size=(size, size), mode="bilinear", align_corners=False
+    )
+    return colour_summary(image, opacity[:, 0].cpu().numpy() > OPAQUE)
 
 
 def colour_scores(real: np.ndarray, fake: np.ndarray) -> dict:

@@ -66,33 +66,43 @@ def feature_extractor():
 
 
 @torch.no_grad()
-def image_scores(generator, rows: dict, samples: int, extractor) -> dict:
-    """fid and kid of G_ema at the rows' cameras (random z per picture) vs the rows' pictures."""
+def picture_scores(generator, rows: dict, samples: int, extractor) -> dict:
+    """Every score of G_ema's pictures at the rows' first `samples` cameras (random z per picture,
+    ψ = 1), from one pass over them: fid and kid against the rows' pictures, rim, and where the
+    dataset has masks colour_fd, colour_spread (evaluation.colour) and rim_data."""
+    from avatar_platform.pipelines.evaluation.colour import colour_scores, colour_summary, result_colours
     from avatar_platform.pipelines.evaluation.fid import (
         frechet_distance,
-        generated_features,
+        generated_batches,
         kernel_inception_distance,
         real_features,
     )
+    from avatar_platform.pipelines.evaluation.rim import data_rim, result_overshoot
 
+    masked = "mask" in rows
+    features, colours, rim_sum, rim_count = [], [], 0.0, 0
+    for result in generated_batches(generator, torch.as_tensor(rows["camera"][:samples])):
+        features.append(extractor(result["image"].clamp(-1, 1).cpu()).numpy())
+        part, count = result_overshoot(result)
+        rim_sum, rim_count = rim_sum + part, rim_count + count
+        if masked:
+            colours.append(result_colours(result))
     real = real_features(torch.as_tensor(rows["image"][:samples]).float() / 127.5 - 1.0, extractor)
-    fake = generated_features(generator, torch.as_tensor(rows["camera"][:samples]), extractor)
+    fake = np.concatenate(features)
     subset = max(min(len(real) // 2, 100), 2)
-    return {
+    out = {
         "fid": frechet_distance(real, fake),
         "kid": kernel_inception_distance(real, fake, subset_size=subset),
         "samples": len(real),
+        "rim": rim_sum / rim_count if rim_count else float("nan"),
     }
-
-
-@torch.no_grad()
-def colour_metrics(generator, rows: dict, samples: int) -> dict:
-    """colour_fd and colour_spread (evaluation.colour) of G_ema at the rows' cameras."""
-    from avatar_platform.pipelines.evaluation.colour import colour_scores, colour_summary, generated_colours
-
-    real = colour_summary(rows["image"][:samples], rows["mask"][:samples, 0] > 127)
-    fake = generated_colours(generator, torch.as_tensor(rows["camera"][:samples]))
-    return colour_scores(real, fake)
+    if masked:
+        masks = rows["mask"][:samples, 0] > 127
+        out.update(colour_scores(colour_summary(rows["image"][:samples], masks), np.concatenate(colours)))
+        out["rim_data"] = data_rim(
+            rows["image"][:samples], masks, generator.config.neural_rendering_resolution
+        )
+    return out
 
 
 def geometry_absent_reason(card: dict) -> str | None:
@@ -169,7 +179,7 @@ def evaluate(
     features = "random-cnn"
     if extractor is None:
         extractor, features = feature_extractor()
-    metrics = {**image_scores(generator, rows, samples, extractor), "features": features}
+    metrics = {**picture_scores(generator, rows, samples, extractor), "features": features}
     absent = {}
     if view_classifier is None:
         absent["view_accuracy"] = VIEW_ACCURACY_ABSENT
@@ -179,12 +189,7 @@ def evaluate(
         count = min(samples, len(rows["yaw"]))
         cams = torch.as_tensor(rows["camera"][:count])
         metrics.update(view_accuracy(generator, view_classifier, np.asarray(rows["yaw"][:count]), cams))
-    from avatar_platform.pipelines.evaluation.rim import rim_scores
-
-    metrics.update(rim_scores(generator, rows, samples))
-    if "mask" in rows:
-        metrics.update(colour_metrics(generator, rows, samples))
-    else:
+    if "mask" not in rows:
         absent.update(dict.fromkeys(("colour_fd", "colour_spread", "rim_data"), "the dataset has no masks"))
     reason = geometry_absent_reason(card)
     if reason is None:

@@ -42,19 +42,14 @@ def overshoot(image: torch.Tensor, low: torch.Tensor, mask: torch.Tensor) -> tup
     return float(outside[band].sum()), int(band.sum())
 
 
-@torch.no_grad()
-def generated_rim(generator, cameras: torch.Tensor, seed: int = 0, batch: int = 16) -> float:
-    """rim of G's pictures at `cameras`, one random z each (fid.generated_batches' pictures)."""
-    from avatar_platform.pipelines.evaluation.fid import generated_batches
-
-    total, count = 0.0, 0
-    for result in generated_batches(generator, cameras, seed, batch):
-        image = result["image"].float()
-        size = image.shape[-2:]
-        opacity = F.interpolate(result["opacity"].float(), size=size, mode="bilinear", align_corners=False)
-        part, n = overshoot(image, result["image_raw"].float(), opacity)
-        total, count = total + part, count + n
-    return total / count if count else float("nan")
+def result_overshoot(result: dict) -> tuple[float, int]:
+    """(sum, count) of one batch of G's outputs: its pictures against its own neural renders,
+    in the band of its own opacity brought to the pictures' size (rim = sum / count over batches)."""
+    image = result["image"].float()
+    opacity = F.interpolate(
+        result["opacity"].float(), size=image.shape[-2:], mode="bilinear", align_corners=False
+    )
+    return overshoot(image, result["image_raw"].float(), opacity)
 
 
 def data_rim(images: np.ndarray, masks: np.ndarray, resolution: int) -> float:
@@ -70,13 +65,3 @@ def data_rim(images: np.ndarray, masks: np.ndarray, resolution: int) -> float:
     )
     total, count = overshoot(image, low, mask)
     return total / count if count else float("nan")
-
-
-def rim_scores(generator, rows: dict, samples: int) -> dict:
-    """rim of G_ema at the rows' first `samples` cameras, and rim_data of those rows' pictures
-    where the dataset has masks (see the module docstring)."""
-    out = {"rim": generated_rim(generator, torch.as_tensor(rows["camera"][:samples]))}
-    if "mask" in rows:
-        resolution = generator.config.neural_rendering_resolution
-        out["rim_data"] = data_rim(rows["image"][:samples], rows["mask"][:samples, 0] > 127, resolution)
-    return out
