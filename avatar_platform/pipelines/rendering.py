@@ -1,5 +1,4 @@
-"""A generator seen from cameras: seeds → ws (at the frontal camera, so the identity does not
-change with the view), renders at yaws, uint8 pictures, and the seed × view grids of training.
+"""A generator seen from cameras: seeds → ws (one identity for every view, see `ws_for`), renders at yaws, uint8 pictures, and the seed × view grids of training.
 Training, inference and the benchmarks all render through here."""
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from avatar_platform.pipelines.poses.camera import CameraConfig, camera_from_ang
 
 FRONT = 0.0
 GRID_YAWS = (0.0, 90.0, 180.0, -90.0)
+CONDITIONING_YAWS = tuple(float(yaw) for yaw in range(0, 360, 30))  # ws_for's ring, pitch 0
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -29,10 +29,21 @@ def latent(generator, seed: int) -> torch.Tensor:
 
 
 def ws_for(generator, z: torch.Tensor, truncation_psi: float) -> torch.Tensor:
-    """Identity from the mapping at the frontal camera, so it does not change with the view."""
+    """The identity of z, one ws for every view: the mapping's ws averaged over conditioning
+    cameras on a ring of 12 yaws at pitch 0.
+
+    The mapping sees a camera (EG3D's generator pose conditioning), and a trained generator ties
+    what it paints to that camera even when the data does not: conditioned on the frontal camera
+    alone, starter v3 painted dark backdrops (mean 0.32 against the data's 0.62) and scored FID
+    52 against 1.0 for the ring (random features, 256 pictures at the demo dataset's cameras).
+    Truncation is linear in w, so the mean of the truncated ws is the truncated mean."""
     device = next(generator.parameters()).device
-    c = cameras([FRONT] * len(z)).to(device, torch.float32)
-    return generator.map(z.to(device), c, truncation_psi)
+    z = z.to(device)
+    if not generator.config.camera_conditioning:
+        return generator.map(z, cameras([FRONT] * len(z)).to(device, torch.float32), truncation_psi)
+    ring = cameras(CONDITIONING_YAWS).to(device, torch.float32)
+    total = sum(generator.map(z, c.expand(len(z), -1), truncation_psi) for c in ring)
+    return total / len(ring)
 
 
 @torch.no_grad()
