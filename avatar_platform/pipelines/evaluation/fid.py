@@ -118,13 +118,18 @@ def generated_batches(
     generator, cameras: torch.Tensor, seed: int = 0, batch: int = 16, truncation_psi: float = 1.0
 ):
     """G's outputs at `cameras` (B, 25), `batch` at a time, one random z per camera drawn from
-    `seed`: the pictures every generated-side metric judges (FID/KID here, the colour scores)."""
+    `seed`: the pictures every generated-side metric judges (FID/KID here, the colour scores, rim).
+    Each z's identity is `rendering.ws_for`'s, the one that `sample`, `serve` and the meshes show,
+    not the mapping conditioned on the rendering camera (EG3D's FID): a generator that ties what
+    it paints to the conditioning camera scored well there while its samples did not."""
+    from avatar_platform.pipelines.rendering import ws_for
+
     device = next(generator.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     for i in range(0, len(cameras), batch):
         c = cameras[i : i + batch].to(device, torch.float32)
-        z = torch.randn(len(c), generator.config.z_dim, generator=gen).to(device)
-        yield generator(z, c, truncation_psi)
+        z = torch.randn(len(c), generator.config.z_dim, generator=gen)
+        yield generator.synthesis(ws_for(generator, z, truncation_psi), c)
 
 
 def real_features(images: torch.Tensor, extractor: FeatureExtractor, batch: int = 64) -> np.ndarray:

@@ -1,0 +1,105 @@
+"""Which identity do a generator's samples show? The mapping sees a camera (EG3D's generator pose
+conditioning); this benchmark renders the same z at a procedural dataset's cameras with the
+mapping conditioned four ways, and scores each against the dataset's pictures:
+- `render`: the rendering camera itself (what EG3D's FID, and `eval` until 2026-12-07, measured);
+- `front`: the frontal camera for every view (what `sample`, `serve` and the meshes showed until
+  2026-12-07);
+- `ring`: the mean of the ws over 12 conditioning yaws at pitch 0 (`rendering.ws_for` now);
+- `random`: another of the dataset's cameras, drawn at random per z (the swapped half of training).
+Scores: fid (the random-CNN features: they compare the four modes with each other), colour_fd,
+colour_spread (evaluation.colour), backdrop (mean RGB outside the opacity, 0-1; the dataset's
+beside it), view_accuracy (the shipped view classifier). Then one more line: the backdrop as the
+conditioning yaw turns, against the dataset's own backdrop per yaw bin. One JSON object per line.
+Usage:
+    .venv/bin/python bench/conditioning.py --model starter:demo --data .avatar/demo/dataset
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+SWEEP_YAWS = (0.0, 45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0)
+
+
+def main() -> None:
+    from avatar_platform.formats.model_folder import load_generator, resolve_model_folder
+    from avatar_platform.pipelines.evaluation import report
+    from avatar_platform.pipelines.evaluation import view_classifier as views
+    from avatar_platform.pipelines.evaluation.colour import colour_scores, colour_summary, result_colours
+    from avatar_platform.pipelines.evaluation.fid import (
+        frechet_distance,
+        random_feature_extractor,
+        real_features,
+    )
+    from avatar_platform.pipelines.rendering import FRONT, cameras, ws_for
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="starter:demo")
+    parser.add_argument("--data", default=".avatar/demo/dataset")
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--psi", default="1.0,0.7", help="truncations, comma-separated")
+    args = parser.parse_args()
+
+    generator = load_generator(resolve_model_folder(args.model)).eval()
+    rows, _ = report.load_rows(args.data, generator.config.img_resolution, limit=args.samples)
+    n = len(rows["camera"])
+    render_cams = torch.as_tensor(rows["camera"]).float()
+    extract = random_feature_extractor()
+    real = real_features(torch.as_tensor(rows["image"]).float() / 127.5 - 1.0, extract)
+    real_colours = colour_summary(rows["image"], rows["mask"][:, 0] > 127)
+    classifier = views.load(None)[0]
+    truth_bins = views.coarse_view_bin(np.asarray(rows["yaw"]))
+    z = torch.randn(n, generator.config.z_dim, generator=torch.Generator().manual_seed(0))
+    shuffled = render_cams[torch.randperm(n, generator=torch.Generator().manual_seed(1))]
+    modes = {
+        "render": lambda psi: generator.map(z, render_cams, psi),
+        "front": lambda psi: generator.map(z, cameras([FRONT] * n).float(), psi),
+        "ring": lambda psi: ws_for(generator, z, psi),
+        "random": lambda psi: generator.map(z, shuffled, psi),
+    }
+    common = {"model": args.model, "data": args.data, "samples": n, "machine": platform.node()}
+    with torch.no_grad():
+        for psi in (float(p) for p in args.psi.split(",")):
+            for mode, identity in modes.items():
+                start = time.perf_counter()
+                ws = identity(psi)
+                out = [generator.synthesis(ws[i : i + 32], render_cams[i : i + 32]) for i in range(0, n, 32)]
+                images = torch.cat([o["image"] for o in out]).clamp(-1, 1)
+                colours = np.concatenate([result_colours(o) for o in out])
+                found = classifier.predict(images)
+                result = {
+                    **common,
+                    "psi": psi,
+                    "identity": mode,
+                    "fid_random_cnn": frechet_distance(real, extract(images).numpy()),
+                    **colour_scores(real_colours, colours),
+                    "backdrop": float(colours[:, 3:].mean()),
+                    "backdrop_data": float(real_colours[:, 3:].mean()),
+                    "view_accuracy": float(np.mean(found["bin"] == truth_bins)),
+                    "seconds": round(time.perf_counter() - start, 2),
+                }
+                print(json.dumps(result), flush=True)
+        sweep, data_sweep = {}, {}
+        yaws = np.asarray(rows["yaw"])
+        for yaw in SWEEP_YAWS:
+            ws = generator.map(z[:64], cameras([yaw] * 64).float(), 1.0)
+            colours = result_colours(generator.synthesis(ws, render_cams[:64]))
+            sweep[str(yaw)] = round(float(colours[:, 3:].mean()), 3)
+            near = np.abs((yaws - yaw + 180.0) % 360.0 - 180.0) <= 22.5
+            data_sweep[str(yaw)] = round(float(real_colours[near, 3:].mean()), 3) if near.any() else None
+        print(
+            json.dumps({**common, "backdrop_by_conditioning_yaw": sweep, "data_backdrop_by_yaw": data_sweep})
+        )
+
+
+if __name__ == "__main__":
+    main()
