@@ -10,8 +10,11 @@ Scores: fid (the random-CNN features: they compare the four modes with each othe
 colour_spread (evaluation.colour), backdrop (mean RGB outside the opacity, 0-1; the dataset's
 beside it), view_accuracy (the shipped view classifier). Then one more line: the backdrop as the
 conditioning yaw turns, against the dataset's own backdrop per yaw bin. One JSON object per line.
+`--grid PNG` also writes seeds 0-5 (rows) × front, left, back, right at ψ 0.7: the `front`
+identity on the left, the `ring` identity on the right.
 Usage:
-    .venv/bin/python bench/conditioning.py --model starter:demo --data .avatar/demo/dataset
+    .venv/bin/python bench/conditioning.py --model starter:demo --data .avatar/demo/dataset \\
+        --grid docs/images/identity-front-vs-ring.png
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def main() -> None:
     parser.add_argument("--data", default=".avatar/demo/dataset")
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--psi", default="1.0,0.7", help="truncations, comma-separated")
+    parser.add_argument("--grid", default=None, help="PNG: front vs ring identity, seeds 0-5")
     args = parser.parse_args()
 
     generator = load_generator(resolve_model_folder(args.model)).eval()

@@ -1,6 +1,7 @@
 """`avatar-platform eval`: what a trained GAN scores against a dataset, and a page to look at.
 
-- fid / kid: G_ema at the dataset's cameras vs the dataset's pictures. InceptionV3 features when
+- fid / kid: G_ema at the dataset's cameras vs the dataset's pictures, each z's identity the one
+  that `sample` and `serve` show (`rendering.ws_for`). InceptionV3 features when
   its weights are on this machine (`$AVATAR_HOME/weights/inception_v3_google.pth`), else the fixed
   random CNN, labelled `random-cnn`: those numbers only compare models with each other;
 - on procedural data, where the true bust of every avatar is known: geometry (Chamfer distance
