@@ -10,11 +10,12 @@ Scores: fid (the random-CNN features: they compare the four modes with each othe
 colour_spread (evaluation.colour), backdrop (mean RGB outside the opacity, 0-1; the dataset's
 beside it), view_accuracy (the shipped view classifier). Then one more line: the backdrop as the
 conditioning yaw turns, against the dataset's own backdrop per yaw bin. One JSON object per line.
-`--grid PNG` also writes seeds 0-5 (rows) × front, left, back, right at ψ 0.7: the `front`
-identity on the left, the `ring` identity on the right.
+`--grid PNG` also writes seeds 0-5 (rows) × front, left, back, right at ψ 0.7 in three panels: the
+`front` identity, the `render` one (each view conditioned on its own camera: not one avatar), and
+the `ring` one.
 Usage:
     .venv/bin/python bench/conditioning.py --model starter:demo --data .avatar/demo/dataset \\
-        --grid docs/images/identity-front-vs-ring.png
+        --grid docs/images/identity-front-render-ring.png
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> None:
         random_feature_extractor,
         real_features,
     )
+    from avatar_platform.pipelines.poses.view_bins import COARSE_VIEW_NAMES
     from avatar_platform.pipelines.rendering import FRONT, cameras, ws_for
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -50,7 +52,7 @@ def main() -> None:
     parser.add_argument("--data", default=".avatar/demo/dataset")
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--psi", default="1.0,0.7", help="truncations, comma-separated")
-    parser.add_argument("--grid", default=None, help="PNG: front vs ring identity, seeds 0-5")
+    parser.add_argument("--grid", default=None, help="PNG: front, render and ring identities, seeds 0-5")
     args = parser.parse_args()
 
     generator = load_generator(resolve_model_folder(args.model)).eval()
@@ -89,6 +91,11 @@ def main() -> None:
                     "backdrop": float(colours[:, 3:].mean()),
                     "backdrop_data": float(real_colours[:, 3:].mean()),
                     "view_accuracy": float(np.mean(found["bin"] == truth_bins)),
+                    **{
+                        f"view_accuracy_{name}": float(np.mean(found["bin"][truth_bins == index] == index))
+                        for index, name in enumerate(COARSE_VIEW_NAMES)
+                        if (truth_bins == index).any()
+                    },
                     "seconds": round(time.perf_counter() - start, 2),
                 }
                 print(json.dumps(result), flush=True)
@@ -103,6 +110,48 @@ def main() -> None:
         print(
             json.dumps({**common, "backdrop_by_conditioning_yaw": sweep, "data_backdrop_by_yaw": data_sweep})
         )
+        if args.grid:
+            write_grid(generator, args.grid)
+
+
+def write_grid(generator, path: str) -> None:
+    from PIL import Image
+
+    from avatar_platform.pipelines.rendering import (
+        FRONT,
+        GRID_YAWS,
+        cameras,
+        latent,
+        render,
+        to_uint8,
+        ws_for,
+    )
+
+    def own_camera_row(z):  # each view's identity conditioned on that view's camera
+        views = []
+        for yaw in GRID_YAWS:
+            c = cameras([yaw]).float()
+            views.append(to_uint8(generator.synthesis(generator.map(z, c, 0.7), c)["image"])[0])
+        return np.concatenate(views, axis=1)
+
+    panels = []
+    for mode in ("front", "render", "ring"):
+        rows = []
+        for seed in range(6):
+            z = latent(generator, seed)
+            if mode == "render":
+                rows.append(own_camera_row(z))
+                continue
+            ws = (
+                ws_for(generator, z, 0.7)
+                if mode == "ring"
+                else generator.map(z, cameras([FRONT]).float(), 0.7)
+            )
+            rows.append(np.concatenate(list(render(generator, ws, GRID_YAWS)), axis=1))
+        panels.append(np.concatenate(rows, axis=0))
+    gap = np.full((panels[0].shape[0], 8, 3), 255, np.uint8)
+    grid = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
 
 
 if __name__ == "__main__":
