@@ -1,5 +1,6 @@
-"""A generator seen from cameras: seeds → ws (one identity for every view, see `ws_for`), renders at yaws, uint8 pictures, and the seed × view grids of training.
-Training, inference and the benchmarks all render through here."""
+"""A generator seen from cameras: seeds → ws (one identity for every view, see `ws_for`),
+renders at yaws, uint8 pictures, and the seed × view grids of training. Training, inference and
+the benchmarks all render through here."""
 
 from __future__ import annotations
 
