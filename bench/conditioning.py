@@ -47,7 +47,7 @@ def main() -> None:
     from avatar_platform.pipelines.poses.view_bins import COARSE_VIEW_NAMES
     from avatar_platform.pipelines.rendering import FRONT, cameras, ws_for
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description="Which identity do a generator's samples show?")
     parser.add_argument("--model", default="starter:demo")
     parser.add_argument("--data", default=".avatar/demo/dataset")
     parser.add_argument("--samples", type=int, default=256)
@@ -155,4 +155,9 @@ def write_grid(generator, path: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from avatar_platform.core.errors import AvatarPlatformError
+
+    try:
+        main()
+    except AvatarPlatformError as err:  # a missing dataset or model: one line, not a traceback
+        raise SystemExit(f"error: {err}") from None
